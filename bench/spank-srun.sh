@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# srun latency with the tiergate plugin over without it, same site, same run.
+#
+#   bench/spank-srun.sh [ROUNDS] [RUNS_PER_ROUND]
+#   BENCH_SITE=gamma TIERGATE_CLUSTER_DIR=... PORT_BASE=... (another cluster)
+#
+# Variants, interleaved round by round so drift hits all alike:
+#   none       empty plugstack.conf (the baseline)
+#   plugin     tiergate.so, the gateway (a stand-in receiver) answering
+#   down       tiergate.so, nothing listening on the gateway port
+# Prints per-variant medians and the ratios over the baseline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+RUNS=${2:-20}
+command -v hyperfine >/dev/null || { echo "hyperfine missing (make deps)" >&2; exit 1; }
+
+SITE=${BENCH_SITE:-alpha}
+U=${SITE^^}
+eval "$(slurm-test-cluster/up --sites "$SITE")"
+conf=SITE_${U}_SLURM_CONF dir=SITE_${U}_DIR sock=SITE_${U}_MUNGE_SOCKET nodes=SITE_${U}_NODES
+export SLURM_CONF=${!conf}
+NODE=${!nodes%% *}
+PS=${!dir}/etc/plugstack.conf
+PLUGIN_LINE=$(cat "$PS")
+[ -n "$PLUGIN_LINE" ] || { echo "plugstack.conf is empty: build the plugin first" >&2; exit 1; }
+PORT=$(grep -o 'gateway=[^ ]*' "$PS" | sed 's/.*://')
+OUT=$(mktemp -d /tmp/tiergate-bench.XXXXXX)
+trap 'kill $RECV 2>/dev/null || true; printf "%s\n" "$PLUGIN_LINE" >"$PS"' EXIT
+python3 tests/integration/receiver.py --port "$PORT" --dir "$OUT/recv" \
+	--munge-socket "${!sock}" >"$OUT/recv.log" 2>&1 &
+RECV=$!
+sleep 0.5
+
+run() { # run VARIANT ROUND
+	case $1 in
+	none) : >"$PS" ;;
+	plugin) printf '%s\n' "$PLUGIN_LINE" >"$PS" ;;
+	down) printf '%s\n' "$PLUGIN_LINE" | sed "s/gateway=[^ ]*/gateway=http:\/\/127.0.0.1:1/" >"$PS" ;;
+	esac
+	hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$OUT/$1-$2.json" \
+		"srun -N1 -w $NODE true" >/dev/null
+}
+for r in $(seq 1 "$ROUNDS"); do
+	for v in none plugin down; do run "$v" "$r"; done
+done
+python3 - "$OUT" "$ROUNDS" <<'PY'
+import json, statistics, sys, glob
+out, rounds = sys.argv[1], int(sys.argv[2])
+med = {}
+for v in ("none", "plugin", "down"):
+    times = []
+    for f in glob.glob(f"{out}/{v}-*.json"):
+        times += json.load(open(f))["results"][0]["times"]
+    med[v] = statistics.median(times) * 1000
+    print(f"{v:7s} median {med[v]:7.2f} ms over {len(times)} runs")
+print(f"ratio plugin/none {med['plugin']/med['none']:.3f}")
+print(f"ratio down/none   {med['down']/med['none']:.3f}")
+PY

@@ -1,0 +1,306 @@
+/*
+ * log.c: see log.h.  Lines are formatted into a stack buffer, redacted,
+ * then handed to the sink; nothing here allocates on the logging path.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 4096
+
+int log_debug_on;
+
+static const char *log_prog = "tiergate";
+static char log_prefix[128];
+static log_sink_fn *log_sink;
+static void *log_sink_arg;
+
+/*
+ * The debug regex.  Call sites cache their match against a generation
+ * number, so regexec runs once per site per regex change, not per line.
+ */
+static pthread_mutex_t dbg_lock = PTHREAD_MUTEX_INITIALIZER;
+static regex_t dbg_re;
+static bool dbg_re_set;
+static unsigned dbg_generation = 1;
+
+static const char *const level_names[] = {
+	[LOG_LVL_ERR] = "error",
+	[LOG_LVL_WARN] = "warning",
+	[LOG_LVL_INFO] = "info",
+	[LOG_LVL_DBG] = "debug",
+};
+
+void log_init(const char *prog)
+{
+	if (prog)
+		log_prog = prog;
+}
+
+void log_set_sink(log_sink_fn *sink, void *arg)
+{
+	log_sink = sink;
+	log_sink_arg = arg;
+}
+
+void log_set_prefix(const char *prefix)
+{
+	snprintf(log_prefix, sizeof(log_prefix), "%s", prefix ? prefix : "");
+}
+
+int log_set_debug(const char *re)
+{
+	int rv = 0;
+
+	pthread_mutex_lock(&dbg_lock);
+	if (dbg_re_set) {
+		regfree(&dbg_re);
+		dbg_re_set = false;
+	}
+	__atomic_add_fetch(&dbg_generation, 1, __ATOMIC_ACQ_REL);
+	if (re && *re) {
+		if (regcomp(&dbg_re, re, REG_EXTENDED | REG_NOSUB) == 0)
+			dbg_re_set = true;
+		else
+			rv = -EINVAL;
+	}
+	__atomic_store_n(&log_debug_on, dbg_re_set, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&dbg_lock);
+	if (rv)
+		log_err("debug regex '%s' does not compile; debug stays off",
+			re);
+	return rv;
+}
+
+int log_debug_from_env(void)
+{
+	return log_set_debug(getenv("TIERGATE_DEBUG"));
+}
+
+int log_dbg_site_enabled(struct log_dbg_site *site)
+{
+	char where[512];
+	const char *base;
+	int enabled;
+
+	if (__atomic_load_n(&site->generation, __ATOMIC_ACQUIRE) ==
+	    __atomic_load_n(&dbg_generation, __ATOMIC_ACQUIRE))
+		return site->enabled;
+
+	base = strrchr(site->file, '/');
+	base = base ? base + 1 : site->file;
+	snprintf(where, sizeof(where), "%s:%d:%s", base, site->line,
+		 site->func);
+	pthread_mutex_lock(&dbg_lock);
+	enabled = dbg_re_set && regexec(&dbg_re, where, 0, NULL, 0) == 0;
+	site->enabled = enabled;
+	__atomic_store_n(&site->generation, dbg_generation, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&dbg_lock);
+	return enabled;
+}
+
+/* ---- redaction ---------------------------------------------------- */
+
+static bool is_b64url(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '=';
+}
+
+static bool is_word(char c)
+{
+	return is_b64url(c) || c == '.';
+}
+
+/* Length of a JWT (three base64url segments starting "eyJ") at s, or 0. */
+static size_t jwt_len_at(const char *s)
+{
+	size_t n = 0;
+	int dots = 0;
+
+	if (strncmp(s, "eyJ", 3) != 0)
+		return 0;
+	while (is_b64url(s[n]) || (s[n] == '.' && dots < 2)) {
+		if (s[n] == '.')
+			dots++;
+		n++;
+	}
+	return dots == 2 ? n : 0;
+}
+
+/* Key names whose values are secrets in "key=value" / "key: value". */
+static bool key_is_secret(const char *key, size_t len)
+{
+	static const char *const secret_words[] = {
+		"token", "secret", "password", "passwd", "credential",
+		"authorization", "cookie", "jwt", "private",
+	};
+	char low[64];
+	size_t i;
+
+	if (len >= sizeof(low))
+		len = sizeof(low) - 1;
+	for (i = 0; i < len; i++)
+		low[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ?
+					key[i] - 'A' + 'a' :
+					key[i]);
+	low[len] = '\0';
+	for (i = 0; i < sizeof(secret_words) / sizeof(*secret_words); i++)
+		if (strstr(low, secret_words[i]))
+			return true;
+	return false;
+}
+
+static size_t put(char *out, size_t o, size_t outlen, const char *s,
+		  size_t n)
+{
+	while (n-- && o + 1 < outlen)
+		out[o++] = *s++;
+	return o;
+}
+
+size_t log_redact(const char *in, char *out, size_t outlen)
+{
+	static const char red[] = "[REDACTED]";
+	size_t i = 0, o = 0, n;
+
+	if (!outlen)
+		return 0;
+	while (in[i] && o + 1 < outlen) {
+		/* a bare JWT anywhere */
+		if ((n = jwt_len_at(in + i))) {
+			o = put(out, o, outlen, red, sizeof(red) - 1);
+			i += n;
+			continue;
+		}
+		/* "Bearer X", "MUNGE:X" credentials */
+		if (!strncasecmp(in + i, "bearer ", 7)) {
+			o = put(out, o, outlen, in + i, 7);
+			i += 7;
+			if (in[i] && in[i] != ' ') {
+				o = put(out, o, outlen, red, sizeof(red) - 1);
+				while (in[i] && in[i] != ' ' && in[i] != '"' &&
+				       in[i] != ',')
+					i++;
+			}
+			continue;
+		}
+		if (!strncmp(in + i, "MUNGE:", 6)) {
+			o = put(out, o, outlen, red, sizeof(red) - 1);
+			while (in[i] && (is_word(in[i]) || in[i] == ':' ||
+					 in[i] == '+' || in[i] == '/'))
+				i++;
+			continue;
+		}
+		/* key=value or "key": "value" with a secret-sounding key */
+		if ((in[i] == '=' || in[i] == ':') && i > 0) {
+			size_t k = i, vstart = i + 1;
+			bool quoted_key = false;
+
+			if (k > 0 && in[k - 1] == '"') {
+				quoted_key = true;
+				k--;
+			}
+			while (k > 0 && (is_b64url(in[k - 1]) ||
+					 in[k - 1] == '-'))
+				k--;
+			if (key_is_secret(in + k, i - k - quoted_key)) {
+				o = put(out, o, outlen, in + i, 1);
+				while (in[vstart] == ' ')
+					o = put(out, o, outlen, in + vstart++, 1);
+				/* "Authorization: Bearer X": keep the scheme */
+				if (!strncasecmp(in + vstart, "bearer ", 7) ||
+				    !strncasecmp(in + vstart, "basic ", 6)) {
+					n = in[vstart + 1] == 'e' ||
+							    in[vstart + 1] == 'E' ?
+						    7 :
+						    6;
+					o = put(out, o, outlen, in + vstart, n);
+					vstart += n;
+				}
+				if (in[vstart] == '"') {
+					o = put(out, o, outlen, "\"", 1);
+					vstart++;
+					while (in[vstart] && in[vstart] != '"')
+						vstart++;
+				} else {
+					while (in[vstart] && in[vstart] != ' ' &&
+					       in[vstart] != ',' &&
+					       in[vstart] != '&' &&
+					       in[vstart] != '}')
+						vstart++;
+				}
+				if (vstart > i + 1)
+					o = put(out, o, outlen, red,
+						sizeof(red) - 1);
+				i = vstart;
+				continue;
+			}
+		}
+		out[o++] = in[i++];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/* ---- emitting ----------------------------------------------------- */
+
+static void default_sink(enum log_level lvl, const char *line, void *arg)
+{
+	struct timespec ts;
+	struct tm tm;
+	char when[32];
+
+	(void)arg;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* one write(2) per line so concurrent writers do not interleave */
+	dprintf(STDERR_FILENO, "%s.%03ldZ %s[%d] %s: %s\n", when,
+		ts.tv_nsec / 1000000, log_prog, (int)getpid(),
+		level_names[lvl], line);
+}
+
+void log_vmsg(enum log_level lvl, const char *file, int line,
+	      const char *func, const char *fmt, va_list ap)
+{
+	char raw[LOG_LINE_MAX], clean[LOG_LINE_MAX];
+	int n = 0;
+	int saved_errno = errno;
+
+	n = snprintf(raw, sizeof(raw), "%s", log_prefix);
+	if (lvl == LOG_LVL_DBG) {
+		const char *base = strrchr(file, '/');
+
+		n += snprintf(raw + n, sizeof(raw) - n, "%s:%d:%s: ",
+			      base ? base + 1 : file, line, func);
+	}
+	if (n >= 0 && (size_t)n < sizeof(raw))
+		vsnprintf(raw + n, sizeof(raw) - n, fmt, ap);
+	log_redact(raw, clean, sizeof(clean));
+	if (log_sink)
+		log_sink(lvl, clean, log_sink_arg);
+	else
+		default_sink(lvl, clean, NULL);
+	errno = saved_errno;
+}
+
+void log_msg(enum log_level lvl, const char *file, int line,
+	     const char *func, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(lvl, file, line, func, fmt, ap);
+	va_end(ap);
+}

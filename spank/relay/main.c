@@ -1,0 +1,553 @@
+/*
+ * tiergate-relay: delivers one job's output and queued events to the
+ * gateway, from the node, without ever holding up the job.
+ *
+ *   tiergate-relay --job-dir DIR [--control-fd=N]
+ *                  [--linger=SECONDS] [--poll-ms=MS]
+ *   tiergate-relay --drain SPOOL      deliver what every idle job dir holds
+ *   tiergate-relay --check-ticket KEY verify the ticket on stdin for the
+ *                                     plugin (ticket_check.h), print verdict
+ *
+ * The plugin starts it for a batch step; the task then passes the job's
+ * output files, opened by the job's user, over the control socket (never
+ * a path the relay opens with its own rights).  It sends the bytes as offset-addressed
+ * chunks (docs/protocol.md), remembering in <stream>.acked what the gateway
+ * holds, so a retry or a restart of either side neither loses nor repeats
+ * bytes.  Memory is one chunk buffer whatever the job writes.  When the
+ * plugin writes DIR/end (and signals SIGUSR1) it flushes to EOF, marks each
+ * stream complete, delivers the remaining events and removes DIR.  If the
+ * gateway is away it keeps trying with backoff for --linger seconds, then
+ * leaves DIR for a later relay (--drain).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "deliver.h"
+#include "jwt_verify.h"
+#include "log.h"
+#include "relay_spawn.h"
+#include "spool.h"
+#include "ticket_check.h"
+
+#define CHUNK_MAX (1024 * 1024)
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define SEND_TIMEOUT_MS 10000
+#define RELAY_NICE 10
+
+struct stream {
+	const char *name;
+	int fd;
+	uint64_t acked; /* bytes the gateway holds */
+	bool eof_sent;
+};
+
+struct relay {
+	struct spool_job sj;
+	char site[32];
+	uint32_t job_id;
+	struct deliverer *d;
+	struct stream streams[2];
+	int n_streams;
+	char *buf;
+	int backoff_ms;
+	long poll_ms;
+	long linger_s;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "key=value" lines of the job dir's meta file. */
+static const char *meta_get(const char *meta, const char *key, char *out,
+			    size_t len)
+{
+	size_t klen = strlen(key);
+	const char *p = meta;
+
+	out[0] = '\0';
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		size_t l = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (l > klen && !strncmp(p, key, klen) && p[klen] == '=') {
+			l -= klen + 1;
+			if (l >= len)
+				l = len - 1;
+			memcpy(out, p + klen + 1, l);
+			out[l] = '\0';
+			return out;
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+	return out;
+}
+
+static int load_meta(struct relay *r)
+{
+	char meta[16384], gateway[512], auth[16], sock[4096], ticket[8200],
+		rid[128], job[16];
+	struct deliver_cfg cfg = {0};
+	int rv;
+
+	rv = spool_read_file(&r->sj, "meta", meta, sizeof(meta));
+	if (rv < 0) {
+		log_err("%s: no meta file: %s", r->sj.dir, strerror(-rv));
+		return rv;
+	}
+	meta_get(meta, "gateway", gateway, sizeof(gateway));
+	meta_get(meta, "auth", auth, sizeof(auth));
+	meta_get(meta, "munge_socket", sock, sizeof(sock));
+	meta_get(meta, "site", r->site, sizeof(r->site));
+	meta_get(meta, "job_id", job, sizeof(job));
+	meta_get(meta, "ticket", ticket, sizeof(ticket));
+	meta_get(meta, "request_id", rid, sizeof(rid));
+	explicit_bzero(meta, sizeof(meta));
+	r->job_id = (uint32_t)strtoul(job, NULL, 10);
+	cfg.gateway = gateway;
+	cfg.auth = !strcmp(auth, "munge")  ? REPORT_AUTH_MUNGE :
+		   !strcmp(auth, "ticket") ? REPORT_AUTH_TICKET :
+					     REPORT_AUTH_NONE;
+	cfg.munge_socket = sock[0] ? sock : NULL;
+	cfg.ticket = ticket[0] ? ticket : NULL;
+	cfg.request_id = rid[0] ? rid : NULL;
+	r->d = deliverer_new(&cfg);
+	explicit_bzero(ticket, sizeof(ticket));
+	if (!gateway[0] || !r->site[0] || !r->job_id || !r->d) {
+		log_err("%s: incomplete meta file", r->sj.dir);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void load_acked(struct relay *r, struct stream *s)
+{
+	char name[64], buf[32];
+
+	snprintf(name, sizeof(name), "%s.acked", s->name);
+	if (spool_read_file(&r->sj, name, buf, sizeof(buf)) > 0)
+		s->acked = strtoull(buf, NULL, 10);
+	snprintf(name, sizeof(name), "%s.eof", s->name);
+	s->eof_sent = spool_has_file(&r->sj, name);
+}
+
+static void save_acked(struct relay *r, struct stream *s)
+{
+	char name[64], buf[32];
+
+	snprintf(name, sizeof(name), "%s.acked", s->name);
+	snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)s->acked);
+	spool_write_file(&r->sj, name, buf);
+}
+
+/*
+ * Without fds (a later drain): re-open each stream by the path recorded
+ * by the plugin, refusing anything but the very file (device and inode)
+ * the job wrote, so a user cannot swap in another file.
+ */
+static void reopen_streams(struct relay *r)
+{
+	char stdio[9000], *line, *save = NULL;
+	int rv = spool_read_file(&r->sj, "stdio", stdio, sizeof(stdio));
+
+	if (rv <= 0)
+		return;
+	for (line = strtok_r(stdio, "\n", &save); line && r->n_streams < 2;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char name[16], path[4097];
+		unsigned long dev, ino;
+		struct stat st;
+		int fd;
+
+		if (sscanf(line, "%15s %lu %lu %4096[^\n]", name, &dev, &ino,
+			   path) != 4)
+			continue;
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    st.st_dev != dev || st.st_ino != ino) {
+			log_warn("%s: stream %s: %s is gone or replaced; its unsent output is lost",
+				 r->sj.dir, name, path);
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		r->streams[r->n_streams++] = (struct stream){
+			.name = strcmp(name, "stderr") ? "stdout" : "stderr",
+			.fd = fd};
+	}
+}
+
+/* Send what is new in one stream; 0 when caught up, -EAGAIN to retry. */
+static int pump_stream(struct relay *r, struct stream *s, bool final)
+{
+	char err[320];
+	struct stat st;
+	uint64_t next;
+	ssize_t n;
+	int rv;
+
+	if (s->eof_sent)
+		return 0;
+	if (fstat(s->fd, &st) < 0)
+		return -errno;
+	while (s->acked < (uint64_t)st.st_size) {
+		n = pread(s->fd, r->buf, CHUNK_MAX, (off_t)s->acked);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		rv = deliver_chunk(r->d, r->site, r->job_id, s->name, s->acked,
+				   r->buf, (size_t)n, false, SEND_TIMEOUT_MS,
+				   &next, err, sizeof(err));
+		if (rv == -ESPIPE) {
+			log_info("job %u %s: gateway holds %llu bytes, we had %llu acked; resuming there",
+				 r->job_id, s->name, (unsigned long long)next,
+				 (unsigned long long)s->acked);
+			s->acked = next;
+			save_acked(r, s);
+			continue;
+		}
+		if (rv) {
+			log_info("job %u %s @%llu: %s", r->job_id, s->name,
+				 (unsigned long long)s->acked, err);
+			return rv == -EBADMSG ? -EBADMSG : -EAGAIN;
+		}
+		s->acked = next;
+		save_acked(r, s);
+		if (fstat(s->fd, &st) < 0)
+			return -errno;
+	}
+	if (final) {
+		char name[64];
+
+		rv = deliver_chunk(r->d, r->site, r->job_id, s->name, s->acked,
+				   NULL, 0, true, SEND_TIMEOUT_MS, &next, err,
+				   sizeof(err));
+		if (rv == -ESPIPE && next >= s->acked)
+			rv = 0; /* it holds all we have: complete */
+		if (rv) {
+			log_info("job %u %s eof: %s", r->job_id, s->name, err);
+			return -EAGAIN;
+		}
+		s->eof_sent = true;
+		snprintf(name, sizeof(name), "%s.eof", s->name);
+		spool_write_file(&r->sj, name, "");
+	}
+	return 0;
+}
+
+static int send_event(struct spool_job *sj, const char *name,
+		      const char *json, void *arg)
+{
+	struct relay *r = arg;
+	char err[320];
+	int rv = deliver_event(r->d, json, SEND_TIMEOUT_MS, err, sizeof(err));
+
+	if (rv == 0)
+		return spool_event_done(sj, name), 0;
+	if (rv == -EBADMSG) {
+		log_err("job %u: gateway refused event %s, kept in dead/: %s",
+			r->job_id, name, err);
+		spool_event_dead(sj, name);
+		return 0;
+	}
+	log_info("job %u: event %s not delivered yet: %s", r->job_id, name,
+		 err);
+	return -EAGAIN; /* stop here: later events wait behind it */
+}
+
+/* One pass; 0 when everything known so far is delivered. */
+static int pump(struct relay *r, bool final)
+{
+	int rv = 0, i;
+
+	for (i = 0; i < r->n_streams; i++) {
+		int srv = pump_stream(r, &r->streams[i], final);
+
+		if (srv == -EAGAIN)
+			rv = -EAGAIN;
+	}
+	if (spool_events_each(&r->sj, send_event, r))
+		rv = -EAGAIN;
+	return rv;
+}
+
+static int run_job(const char *dir, int ctl_fd, long linger_s, long poll_ms,
+		   bool drain)
+{
+	struct relay r = {.poll_ms = poll_ms, .linger_s = linger_s};
+	int lock_fd = -1, sfd = -1, rv, i;
+	int64_t end_seen = 0;
+	bool stop = false;
+	sigset_t mask;
+	char pid[32];
+
+	rv = spool_job_open_dir(dir, &r.sj);
+	if (rv)
+		return 1;
+	if (spool_lock(&r.sj, SPOOL_LOCK_RELAY, false, &lock_fd)) {
+		dbg("%s: another relay has it", dir);
+		spool_job_close(&r.sj);
+		return 0;
+	}
+	if (load_meta(&r))
+		goto out;
+	r.buf = malloc(CHUNK_MAX);
+	if (!r.buf)
+		goto out;
+	if (ctl_fd >= 0) {
+		char desc[9000];
+		int fds[2];
+
+		rv = relay_recv_stdio(ctl_fd, 60000, fds, desc, sizeof(desc));
+		close(ctl_fd);
+		if (rv)
+			log_warn("job %u: no output files from the task: %s",
+				 r.job_id, strerror(-rv));
+		else
+			spool_write_file(&r.sj, "stdio", desc);
+		if (fds[0] >= 0)
+			r.streams[r.n_streams++] =
+				(struct stream){.name = "stdout", .fd = fds[0]};
+		if (fds[1] >= 0)
+			r.streams[r.n_streams++] =
+				(struct stream){.name = "stderr", .fd = fds[1]};
+	} else if (drain || spool_has_file(&r.sj, "stdio")) {
+		reopen_streams(&r);
+	}
+	for (i = 0; i < r.n_streams; i++)
+		load_acked(&r, &r.streams[i]);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	spool_write_file(&r.sj, "relay.pid", pid);
+	log_info("relay for job %u started (%d stream%s)", r.job_id,
+		 r.n_streams, r.n_streams == 1 ? "" : "s");
+
+	/*
+	 * A batch relay (control fd) works until the plugin writes "end",
+	 * then flushes and marks its streams complete.  A relay without one
+	 * (events of an srun step, or a drain) delivers what is there and
+	 * leaves.  Only after "end" is the job dir removed: until then a
+	 * step may still be writing into it.
+	 */
+	r.backoff_ms = 0;
+	for (;;) {
+		bool has_end = spool_has_file(&r.sj, "end");
+		bool done_when_empty = has_end || ctl_fd < 0;
+		struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+		struct signalfd_siginfo si;
+		int wait_ms;
+
+		if (done_when_empty && !end_seen)
+			end_seen = mono_ms();
+		rv = pump(&r, has_end);
+		if (drain && !has_end)
+			break; /* the job still runs: the next drain continues
+				* from .acked */
+		if (rv == 0 && done_when_empty) {
+			log_info("relay for job %u: all delivered", r.job_id);
+			if (has_end)
+				spool_remove_job(&r.sj);
+			break;
+		}
+		if (done_when_empty &&
+		    mono_ms() - end_seen > r.linger_s * 1000) {
+			log_warn("relay for job %u: gateway unreachable for %lds; leaving %s for a later drain",
+				 r.job_id, r.linger_s, dir);
+			break;
+		}
+		if (rv) {
+			r.backoff_ms = r.backoff_ms ? r.backoff_ms * 2 :
+						      BACKOFF_MIN_MS;
+			if (r.backoff_ms > BACKOFF_MAX_MS)
+				r.backoff_ms = BACKOFF_MAX_MS;
+			wait_ms = r.backoff_ms;
+		} else {
+			r.backoff_ms = 0;
+			wait_ms = (int)r.poll_ms;
+		}
+		if (poll(&pfd, 1, wait_ms) > 0)
+			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGTERM)
+					stop = true;
+				r.backoff_ms = 0; /* the plugin says: now */
+			}
+		if (stop) {
+			/* node shutdown: one last try; the spool keeps the rest */
+			pump(&r, spool_has_file(&r.sj, "end"));
+			log_info("relay for job %u: stopped by SIGTERM", r.job_id);
+			break;
+		}
+	}
+out:
+	deliverer_free(r.d);
+	free(r.buf);
+	if (sfd >= 0)
+		close(sfd);
+	spool_unlock(lock_fd);
+	spool_job_close(&r.sj);
+	return 0;
+}
+
+/*
+ * A job without a batch step (srun or salloc alone) never gets "end":
+ * its dir goes once it has been empty of events for a day.
+ */
+static void remove_if_stale(const char *dir)
+{
+	struct spool_job sj;
+	struct stat st;
+	int lock_fd;
+
+	if (stat(dir, &st) < 0 || time(NULL) - st.st_mtime < 86400)
+		return;
+	if (spool_job_open_dir(dir, &sj))
+		return;
+	if (spool_lock(&sj, SPOOL_LOCK_RELAY, false, &lock_fd) == 0) {
+		if (!spool_events_pending(&sj)) {
+			log_info("%s: idle for a day, removed", dir);
+			spool_remove_job(&sj);
+		}
+		spool_unlock(lock_fd);
+	}
+	spool_job_close(&sj);
+}
+
+/* Deliver whatever idle job dirs in the spool still hold. */
+static int drain_spool(const char *spool, long linger_s, long poll_ms)
+{
+	struct dirent *de;
+	char dir[4096];
+	DIR *d = opendir(spool);
+
+	if (!d) {
+		log_err("cannot open spool %s: %m", spool);
+		return 1;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%s", spool, de->d_name);
+		if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+			continue; /* relay.log */
+		run_job(dir, -1, linger_s, poll_ms, true);
+		remove_if_stale(dir);
+	}
+	closedir(d);
+	return 0;
+}
+
+/* The plugin links no libjwt/OpenSSL; it asks us (ticket_check_exec). */
+static int check_ticket(const char *key_path)
+{
+	char token[JWT_TOKEN_MAX + 2], err[256], line[512];
+	struct ticket_check tc = {.present = true};
+	struct jwt_key *key = NULL;
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < sizeof(token) - 1 &&
+	       (n = read(STDIN_FILENO, token + got, sizeof(token) - 1 - got)) > 0)
+		got += (size_t)n;
+	token[got] = '\0';
+	token[strcspn(token, "\r\n")] = '\0';
+	if (jwt_key_load_file(key_path, NULL, &key, err, sizeof(err)))
+		snprintf(tc.error, sizeof(tc.error), "ticket key: %.140s", err);
+	else
+		ticket_check_verify(key, token, time(NULL), &tc);
+	jwt_key_free(key);
+	explicit_bzero(token, sizeof(token));
+	ticket_check_format(&tc, line, sizeof(line));
+	fputs(line, stdout);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tiergate-relay --job-dir DIR [--control-fd=N]\n"
+		"                      [--linger=SECONDS] [--poll-ms=MS]\n"
+		"       tiergate-relay --drain SPOOL [--linger=SECONDS]\n"
+		"       tiergate-relay --check-ticket KEYFILE < TICKET\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"job-dir", required_argument, NULL, 'j'},
+		{"control-fd", required_argument, NULL, 'c'},
+		{"linger", required_argument, NULL, 'l'},
+		{"poll-ms", required_argument, NULL, 'p'},
+		{"drain", required_argument, NULL, 'd'},
+		{"check-ticket", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *job_dir = NULL, *spool = NULL;
+	int ctl_fd = -1, c, logfd;
+	long linger_s = 600, poll_ms = 100;
+	char logpath[4200];
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': job_dir = optarg; break;
+		case 'c': ctl_fd = atoi(optarg); break;
+		case 'l': linger_s = atol(optarg); break;
+		case 'p': poll_ms = atol(optarg); break;
+		case 'd': spool = optarg; break;
+		case 't': return check_ticket(optarg);
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!job_dir == !spool) {
+		usage(stderr);
+		return 2;
+	}
+	log_init("tiergate-relay");
+	/* the job comes first: delivery takes the CPU the job leaves */
+	if (setpriority(PRIO_PROCESS, 0, RELAY_NICE) < 0)
+		log_warn("cannot lower the relay's priority: %m");
+	log_debug_from_env();
+	/* started detached with stderr on /dev/null: log beside the spool */
+	if (!isatty(STDERR_FILENO)) {
+		snprintf(logpath, sizeof(logpath), "%s/../relay.log",
+			 job_dir ? job_dir : spool);
+		if (!job_dir)
+			snprintf(logpath, sizeof(logpath), "%s/relay.log",
+				 spool);
+		logfd = open(logpath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+			     0600);
+		if (logfd >= 0) {
+			dup2(logfd, STDERR_FILENO);
+			close(logfd);
+		}
+	}
+	if (spool)
+		return drain_spool(spool, linger_s, poll_ms);
+	return run_job(job_dir, ctl_fd, linger_s, poll_ms, false);
+}

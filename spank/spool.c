@@ -1,0 +1,335 @@
+/* spool.c: see spool.h. */
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define EVENT_MAX_BYTES (64 * 1024)
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[4096], *p;
+
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int spool_job_open_dir(const char *dir, struct spool_job *sj)
+{
+	int rv;
+
+	if (snprintf(sj->dir, sizeof(sj->dir), "%s", dir) >=
+	    (int)sizeof(sj->dir))
+		return -ENAMETOOLONG;
+	rv = mkdir_p(dir, 0700);
+	if (rv) {
+		log_err("spool: cannot create %s: %s", dir, strerror(-rv));
+		return rv;
+	}
+	sj->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sj->dir_fd < 0) {
+		rv = -errno;
+		log_err("spool: cannot open %s: %m", dir);
+		return rv;
+	}
+	if ((mkdirat(sj->dir_fd, "events", 0700) < 0 && errno != EEXIST) ||
+	    (mkdirat(sj->dir_fd, "dead", 0700) < 0 && errno != EEXIST)) {
+		rv = -errno;
+		log_err("spool: cannot create events dirs in %s: %m", dir);
+		close(sj->dir_fd);
+		sj->dir_fd = -1;
+		return rv;
+	}
+	return 0;
+}
+
+int spool_job_open(const char *spool, const char *site, uint32_t job_id,
+		   struct spool_job *sj)
+{
+	char dir[4096];
+
+	if (snprintf(dir, sizeof(dir), "%s/%s-%u", spool, site, job_id) >=
+	    (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	return spool_job_open_dir(dir, sj);
+}
+
+void spool_job_close(struct spool_job *sj)
+{
+	if (sj->dir_fd >= 0)
+		close(sj->dir_fd);
+	sj->dir_fd = -1;
+}
+
+int spool_lock(struct spool_job *sj, const char *which, bool wait,
+	       int *lock_fd)
+{
+	int fd = openat(sj->dir_fd, which, O_RDWR | O_CREAT | O_CLOEXEC,
+			0600);
+
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+		int rv = -errno;
+
+		close(fd);
+		return rv;
+	}
+	*lock_fd = fd;
+	return 0;
+}
+
+void spool_unlock(int lock_fd)
+{
+	if (lock_fd >= 0)
+		close(lock_fd); /* releases the flock */
+}
+
+int spool_write_file(struct spool_job *sj, const char *name, const char *text)
+{
+	char tmp[256];
+	size_t len = strlen(text), off = 0;
+	int fd, rv = 0;
+
+	/* the temporary file sits beside the target, so rename is atomic */
+	{
+		const char *slash = strrchr(name, '/');
+		int dlen = slash ? (int)(slash - name + 1) : 0;
+
+		snprintf(tmp, sizeof(tmp), "%.*s.%s.%d.tmp", dlen, name,
+			 name + dlen, (int)getpid());
+	}
+	fd = openat(sj->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -errno;
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rv = -errno;
+			break;
+		}
+		off += (size_t)n;
+	}
+	close(fd);
+	if (!rv && renameat(sj->dir_fd, tmp, sj->dir_fd, name) < 0)
+		rv = -errno;
+	if (rv) {
+		unlinkat(sj->dir_fd, tmp, 0);
+		log_err("spool: cannot write %s/%s: %s", sj->dir, name,
+			strerror(-rv));
+	}
+	return rv;
+}
+
+int spool_read_file(struct spool_job *sj, const char *name, char *buf,
+		    size_t len)
+{
+	int fd = openat(sj->dir_fd, name, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+bool spool_has_file(struct spool_job *sj, const char *name)
+{
+	return faccessat(sj->dir_fd, name, F_OK, 0) == 0;
+}
+
+int spool_event_append(struct spool_job *sj, const char *json)
+{
+	char buf[32], name[64];
+	unsigned long seq = 0;
+	int lock_fd, rv;
+
+	rv = spool_lock(sj, SPOOL_LOCK_SEQ, true, &lock_fd);
+	if (rv)
+		return rv;
+	if (spool_read_file(sj, "seq", buf, sizeof(buf)) > 0)
+		seq = strtoul(buf, NULL, 10);
+	seq++;
+	snprintf(buf, sizeof(buf), "%lu\n", seq);
+	rv = spool_write_file(sj, "seq", buf);
+	if (rv)
+		goto out_unlock;
+	snprintf(name, sizeof(name), "events/%010lu.json", seq);
+	rv = spool_write_file(sj, name, json);
+out_unlock:
+	spool_unlock(lock_fd);
+	return rv;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names in events/; caller frees each and the array. */
+static int list_events(struct spool_job *sj, char ***out, size_t *n_out)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	*out = NULL;
+	*n_out = 0;
+	fd = openat(sj->dir_fd, "events", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+
+		if (de->d_name[0] == '.' || l < 6 ||
+		    strcmp(de->d_name + l - 5, ".json"))
+			continue;
+		if (n == cap) {
+			char **p = reallocarray(names, cap ? cap * 2 : 16,
+						sizeof(*names));
+			if (!p)
+				break;
+			names = p;
+			cap = cap ? cap * 2 : 16;
+		}
+		names[n] = strdup(de->d_name);
+		if (names[n])
+			n++;
+	}
+	closedir(d);
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
+	*out = names;
+	*n_out = n;
+	return 0;
+}
+
+bool spool_events_pending(struct spool_job *sj)
+{
+	char **names;
+	size_t n, i;
+
+	if (list_events(sj, &names, &n))
+		return false;
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return n > 0;
+}
+
+int spool_events_each(struct spool_job *sj,
+		      int (*fn)(struct spool_job *sj, const char *name,
+				const char *json, void *arg),
+		      void *arg)
+{
+	char **names, path[128], *buf;
+	size_t n, i;
+	int rv;
+
+	rv = list_events(sj, &names, &n);
+	if (rv)
+		return rv;
+	buf = malloc(EVENT_MAX_BYTES);
+	if (!buf)
+		rv = -ENOMEM;
+	for (i = 0; i < n && !rv; i++) {
+		snprintf(path, sizeof(path), "events/%s", names[i]);
+		if (spool_read_file(sj, path, buf, EVENT_MAX_BYTES) < 0)
+			continue; /* delivered by someone else meanwhile */
+		rv = fn(sj, names[i], buf, arg);
+	}
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(buf);
+	return rv;
+}
+
+int spool_event_done(struct spool_job *sj, const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "events/%s", name);
+	return unlinkat(sj->dir_fd, path, 0) < 0 ? -errno : 0;
+}
+
+int spool_event_dead(struct spool_job *sj, const char *name)
+{
+	char from[128], to[128];
+
+	snprintf(from, sizeof(from), "events/%s", name);
+	snprintf(to, sizeof(to), "dead/%s", name);
+	return renameat(sj->dir_fd, from, sj->dir_fd, to) < 0 ? -errno : 0;
+}
+
+static int remove_tree_at(int dfd)
+{
+	struct dirent *de;
+	DIR *d = fdopendir(dfd);
+
+	if (!d) {
+		close(dfd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		int sub;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			continue;
+		sub = openat(dirfd(d), de->d_name,
+			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0) {
+			remove_tree_at(sub);
+			unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+int spool_remove_job(struct spool_job *sj)
+{
+	int fd = dup(sj->dir_fd);
+
+	if (fd < 0)
+		return -errno;
+	remove_tree_at(fd);
+	return rmdir(sj->dir) < 0 ? -errno : 0;
+}

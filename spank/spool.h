@@ -1,0 +1,67 @@
+/*
+ * spool.h: the on-node spool that keeps what could not be delivered yet.
+ *
+ *   <spool>/<site>-<jobid>/            one dir per job (0700, root)
+ *       .seq.lock, .relay.lock         flocks: seq allocation, one relay
+ *       seq                            last event sequence number
+ *       events/<seq:010>.json          undelivered events, in order
+ *       dead/<seq:010>.json            events the gateway refused (4xx)
+ *       meta                           key=value: what the relay needs
+ *       stdio                          "stream<TAB>path-of-fd" lines
+ *       <stream>.acked                 bytes of a stream the gateway holds
+ *       relay.pid, end                 relay control
+ *
+ * Several slurmstepds of one job on one node (batch and srun steps) append
+ * concurrently; seq numbers are allocated under the flock, files appear by
+ * rename(2), so a reader sees whole events in order.  Plain C.
+ */
+#ifndef TIERGATE_SPANK_SPOOL_H
+#define TIERGATE_SPANK_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct spool_job {
+	char dir[4096];
+	int dir_fd;
+};
+
+/* Create (0700) or open the job's directory. */
+int spool_job_open(const char *spool, const char *site, uint32_t job_id,
+		   struct spool_job *sj);
+int spool_job_open_dir(const char *dir, struct spool_job *sj);
+void spool_job_close(struct spool_job *sj);
+
+/* Append an event; it becomes visible atomically.  0 or -errno. */
+int spool_event_append(struct spool_job *sj, const char *json);
+/* True when undelivered events exist (so a new one must queue behind). */
+bool spool_events_pending(struct spool_job *sj);
+/*
+ * Call fn for each undelivered event in order until fn returns non-zero
+ * (which is returned).  fn gets the file name and the contents.
+ */
+int spool_events_each(struct spool_job *sj,
+		      int (*fn)(struct spool_job *sj, const char *name,
+				const char *json, void *arg),
+		      void *arg);
+int spool_event_done(struct spool_job *sj, const char *name);
+int spool_event_dead(struct spool_job *sj, const char *name);
+
+/* Small files in the job dir: atomic write, bounded read. */
+int spool_write_file(struct spool_job *sj, const char *name,
+		     const char *text);
+int spool_read_file(struct spool_job *sj, const char *name, char *buf,
+		    size_t len);
+bool spool_has_file(struct spool_job *sj, const char *name);
+int spool_remove_job(struct spool_job *sj);
+
+/* Take one of the job dir's locks; blocking or not.  -EWOULDBLOCK when
+ * held by another process. */
+#define SPOOL_LOCK_SEQ ".seq.lock"     /* event sequence numbers */
+#define SPOOL_LOCK_RELAY ".relay.lock" /* one relay per job dir */
+int spool_lock(struct spool_job *sj, const char *which, bool wait,
+	       int *lock_fd);
+void spool_unlock(int lock_fd);
+
+#endif

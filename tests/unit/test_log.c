@@ -1,0 +1,166 @@
+/* test_log.c: debug switch by regex, redaction, sinks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static char lines[16][4096];
+static int n_lines;
+
+static void capture(enum log_level lvl, const char *line, void *arg)
+{
+	(void)lvl;
+	(void)arg;
+	if (n_lines < 16)
+		snprintf(lines[n_lines++], sizeof(lines[0]), "%s", line);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	n_lines = 0;
+	log_set_sink(capture, NULL);
+	log_set_prefix(NULL);
+	log_set_debug(NULL);
+	return 0;
+}
+
+static void debug_line_one(void)
+{
+	dbg("from one %d", 1);
+}
+
+static void debug_line_two(void)
+{
+	dbg("from two %d", 2);
+}
+
+static void test_debug_off_by_default(void **state)
+{
+	(void)state;
+	assert_int_equal(log_debug_on, 0);
+	debug_line_one();
+	debug_line_two();
+	assert_int_equal(n_lines, 0);
+}
+
+static void test_debug_regex_selects_sites(void **state)
+{
+	(void)state;
+	assert_int_equal(log_set_debug("debug_line_one"), 0);
+	debug_line_one();
+	debug_line_two();
+	assert_int_equal(n_lines, 1);
+	assert_non_null(strstr(lines[0], "from one 1"));
+	assert_non_null(strstr(lines[0], "test_log.c:"));
+
+	/* a new regex is noticed by sites that already cached a verdict */
+	assert_int_equal(log_set_debug("test_log\\.c:[0-9]+:debug_line_two"),
+			 0);
+	debug_line_one();
+	debug_line_two();
+	assert_int_equal(n_lines, 2);
+	assert_non_null(strstr(lines[1], "from two 2"));
+
+	assert_int_equal(log_set_debug(""), 0);
+	debug_line_one();
+	debug_line_two();
+	assert_int_equal(n_lines, 2);
+}
+
+static void test_debug_bad_regex_refused(void **state)
+{
+	(void)state;
+	assert_int_equal(log_set_debug("(unclosed"), -EINVAL);
+	assert_int_equal(log_debug_on, 0);
+	/* the refusal itself is logged as an error */
+	assert_int_equal(n_lines, 1);
+	assert_non_null(strstr(lines[0], "does not compile"));
+}
+
+static void test_debug_from_env(void **state)
+{
+	(void)state;
+	setenv("TIERGATE_DEBUG", "debug_line_two", 1);
+	assert_int_equal(log_debug_from_env(), 0);
+	debug_line_one();
+	debug_line_two();
+	assert_int_equal(n_lines, 1);
+	unsetenv("TIERGATE_DEBUG");
+	log_debug_from_env();
+	assert_int_equal(log_debug_on, 0);
+}
+
+#define JWT "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJhbGljZSJ9.c2lnbmF0dXJlX2J5dGVz"
+
+static void test_token_never_reaches_a_log_line(void **state)
+{
+	(void)state;
+	log_set_debug(".");
+	log_info("submitting with token %s for alice", JWT);
+	log_err("header Authorization: Bearer %s", "opaque-secret-value");
+	log_warn("slurmrestd X-SLURM-USER-TOKEN=%s rejected", "abc.def");
+	dbg("json {\"token\": \"%s\", \"user\": \"bob\"}", "s3cr3t");
+	log_info("cred MUNGE:AwQDAAD+1xyz:= from login node");
+	log_info("password=hunter2 key_file=/etc/k");
+	assert_int_equal(n_lines, 6);
+	for (int i = 0; i < n_lines; i++) {
+		assert_null(strstr(lines[i], "eyJhbGci"));
+		assert_null(strstr(lines[i], "opaque-secret-value"));
+		assert_null(strstr(lines[i], "abc.def"));
+		assert_null(strstr(lines[i], "s3cr3t"));
+		assert_null(strstr(lines[i], "AwQDAAD"));
+		assert_null(strstr(lines[i], "hunter2"));
+		assert_non_null(strstr(lines[i], "[REDACTED]"));
+	}
+	/* the rest of each line survives */
+	assert_non_null(strstr(lines[0], "for alice"));
+	assert_non_null(strstr(lines[3], "\"user\": \"bob\""));
+	assert_non_null(strstr(lines[5], "key_file=/etc/k"));
+}
+
+static void test_redact_leaves_plain_text(void **state)
+{
+	char out[256];
+
+	(void)state;
+	log_redact("job 42 on site alpha: state=RUNNING eyJ-not-a-jwt", out,
+		   sizeof(out));
+	assert_string_equal(out,
+			    "job 42 on site alpha: state=RUNNING eyJ-not-a-jwt");
+	/* truncation keeps a terminated string */
+	log_redact("0123456789", out, 5);
+	assert_string_equal(out, "0123");
+}
+
+static void test_prefix(void **state)
+{
+	(void)state;
+	log_set_prefix("tiergate: remote: ");
+	log_err("task_init failed for job %d", 7);
+	assert_string_equal(lines[0], "tiergate: remote: task_init failed for job 7");
+	log_set_prefix(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_debug_off_by_default, setup),
+		cmocka_unit_test_setup(test_debug_regex_selects_sites, setup),
+		cmocka_unit_test_setup(test_debug_bad_regex_refused, setup),
+		cmocka_unit_test_setup(test_debug_from_env, setup),
+		cmocka_unit_test_setup(test_token_never_reaches_a_log_line,
+				       setup),
+		cmocka_unit_test_setup(test_redact_leaves_plain_text, setup),
+		cmocka_unit_test_setup(test_prefix, setup),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,495 @@
+/*
+ * test_spank_core.c: the plugin's Slurm-free parts: plugstack arguments,
+ * the tier decision (tickets and local policy), CPU sets, the command
+ * line scan, events and the spool.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "cmdline.h"
+#include "cpuset.h"
+#include "decide.h"
+#include "event.h"
+#include "hostlist.h"
+#include "jwt_verify.h"
+#include "spool.h"
+#include "ticket_check.h"
+#include "ticket.h"
+#include "tier.h"
+
+/* ---- plugstack arguments ------------------------------------------ */
+
+static void test_args_full(void **state)
+{
+	char *argv[] = {"tiers=/etc/t.conf", "ticket_key=/etc/k.pub",
+			"gateway=http://gw:8480", "spool=/var/spool/x",
+			"site=alpha", "relay=/usr/libexec/r",
+			"report_auth=ticket", "output=no", "debug=ctx_.*"};
+	struct plugin_args a;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(args_parse(9, argv, &a, err, sizeof(err)), 0);
+	assert_string_equal(a.tiers, "/etc/t.conf");
+	assert_string_equal(a.gateway, "http://gw:8480");
+	assert_string_equal(a.site, "alpha");
+	assert_string_equal(a.relay, "/usr/libexec/r");
+	assert_int_equal(a.report_auth, REPORT_AUTH_TICKET);
+	assert_false(a.output);
+	assert_string_equal(a.debug, "ctx_.*");
+}
+
+static void test_args_defaults(void **state)
+{
+	char *argv[] = {"tiers=/etc/t.conf", "munge_socket=/run/m.sock"};
+	struct plugin_args a;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(args_parse(2, argv, &a, err, sizeof(err)), 0);
+	assert_string_equal(a.spool, ARGS_DEFAULT_SPOOL);
+	assert_true(a.output);
+	/* auto picks munge when a socket is given */
+	assert_int_equal(a.report_auth, REPORT_AUTH_MUNGE);
+}
+
+static void expect_args_error(int argc, char **argv, const char *msg)
+{
+	struct plugin_args a;
+	char err[256] = "";
+
+	assert_int_equal(args_parse(argc, argv, &a, err, sizeof(err)), -EINVAL);
+	if (!strstr(err, msg))
+		fail_msg("'%s' lacks '%s'", err, msg);
+}
+
+static void test_args_errors_name_the_key(void **state)
+{
+	char *unknown[] = {"tiers=/t", "ticket_kye=/k"};
+	char *repeat[] = {"tiers=/t", "tiers=/u"};
+	char *relative[] = {"tiers=etc/t.conf"};
+	char *noeq[] = {"tiers=/t", "verbose"};
+	char *output[] = {"tiers=/t", "output=maybe"};
+	char *auth[] = {"tiers=/t", "report_auth=kerberos"};
+	char *none[] = {"site=a"};
+
+	(void)state;
+	expect_args_error(2, unknown, "unknown plugin argument 'ticket_kye'");
+	expect_args_error(2, repeat, "'tiers' repeats");
+	expect_args_error(1, relative, "'tiers': 'etc/t.conf' is not an absolute");
+	expect_args_error(2, noeq, "'verbose': expected key=value");
+	expect_args_error(2, output, "'output': bad value 'maybe'");
+	expect_args_error(2, auth, "'report_auth': bad value 'kerberos'");
+	expect_args_error(1, none, "'tiers' is required");
+}
+
+/* ---- tier decision -------------------------------------------------- */
+
+static const char tiers_text[] =
+	"default = basic\n"
+	"[tier basic]\ncpus = 1\nnice = 5\nrate = 1.0\n"
+	"[tier premium]\ncpus = 2\nnice = 0\ncpu_time = 3600\nrate = 3.0\n"
+	"[tier gold]\ncpus = 4\nrate = 9\n"
+	"[entitle]\nuser.alice = premium\ngroup.physics = premium\n"
+	"account.astro = gold\n";
+
+static const char secret[] = "0123456789abcdef0123456789abcdef-test-only";
+
+struct dstate {
+	struct tier_table *tab;
+	struct jwt_key *key;
+	struct jwt_key *other_key;
+};
+
+static int decide_setup(void **state)
+{
+	static const char other[] = "another-key-of-at-least-32-bytes!!";
+	struct dstate *s = calloc(1, sizeof(*s));
+	char err[256];
+
+	assert_int_equal(tier_table_parse_string("tiers.conf", tiers_text,
+						 &s->tab, err, sizeof(err)),
+			 0);
+	assert_int_equal(jwt_key_load_mem(secret, strlen(secret), "HS256",
+					  &s->key, err, sizeof(err)),
+			 0);
+	assert_int_equal(jwt_key_load_mem(other, strlen(other), "HS256",
+					  &s->other_key, err, sizeof(err)),
+			 0);
+	*state = s;
+	return 0;
+}
+
+static int decide_teardown(void **state)
+{
+	struct dstate *s = *state;
+
+	tier_table_free(s->tab);
+	jwt_key_free(s->key);
+	jwt_key_free(s->other_key);
+	free(s);
+	return 0;
+}
+
+static char *mint(const struct jwt_key *k, const char *user, const char *tier,
+		  time_t iat, time_t exp)
+{
+	struct ticket t = {.iat = iat, .exp = exp};
+	char err[256], *tok = NULL;
+
+	snprintf(t.user, sizeof(t.user), "%s", user);
+	snprintf(t.tier, sizeof(t.tier), "%s", tier);
+	snprintf(t.job_id, sizeof(t.job_id), "gw-42");
+	assert_int_equal(ticket_sign(k, &t, &tok, err, sizeof(err)), 0);
+	return tok;
+}
+
+static int decide(struct dstate *s, const char *user, const char *req,
+		  const char *ticket, const char *account,
+		  struct tier_decision *d)
+{
+	const char *groups[] = {user, "users"};
+	struct ticket_check tc;
+	struct tier_request r = {
+		.requested = req,
+		.ticket = &tc,
+		.user = user,
+		.groups = groups,
+		.n_groups = 2,
+		.account = account,
+		.now = time(NULL),
+	};
+
+	ticket_check_verify(s->key, ticket, r.now, &tc);
+	return tier_decide(s->tab, &r, d);
+}
+
+static void test_decide_local_policy(void **state)
+{
+	struct dstate *s = *state;
+	struct tier_decision d;
+
+	/* nothing asked: the default, on purpose */
+	assert_int_equal(decide(s, "bob", NULL, NULL, NULL, &d), 0);
+	assert_string_equal(d.tier->name, "basic");
+	assert_int_equal(d.source, TIER_FROM_DEFAULT);
+	assert_int_equal(decide(s, "bob", "", NULL, NULL, &d), 0);
+	assert_string_equal(d.tier->name, "basic");
+	/* the default tier is always allowed */
+	assert_int_equal(decide(s, "bob", "basic", NULL, NULL, &d), 0);
+	/* entitled by user name */
+	assert_int_equal(decide(s, "alice", "premium", NULL, NULL, &d), 0);
+	assert_string_equal(d.tier->name, "premium");
+	assert_int_equal(d.source, TIER_FROM_LOCAL);
+	/* by account */
+	assert_int_equal(decide(s, "bob", "gold", NULL, "astro", &d), 0);
+	assert_string_equal(d.tier->name, "gold");
+	/* not entitled */
+	assert_int_equal(decide(s, "bob", "premium", NULL, NULL, &d), -EPERM);
+	assert_null(d.tier);
+	assert_string_equal(d.why,
+			    "user bob is not entitled to CPU tier 'premium'");
+	/* unknown tier names the tiers */
+	assert_int_equal(decide(s, "alice", "platinum", NULL, NULL, &d),
+			 -ENOENT);
+	assert_string_equal(d.why, "unknown CPU tier 'platinum' (tiers: basic, "
+				   "premium, gold)");
+}
+
+static void test_decide_tickets(void **state)
+{
+	struct dstate *s = *state;
+	struct tier_decision d;
+	time_t now = time(NULL);
+	char *good = mint(s->key, "bob", "gold", now, now + 600);
+	char *expired = mint(s->key, "bob", "gold", now - 900, now - 300);
+	char *forged = mint(s->other_key, "bob", "gold", now, now + 600);
+	char *alices = mint(s->key, "alice", "gold", now, now + 600);
+	char *huge = malloc(JWT_TOKEN_MAX + 100);
+
+	/* a valid ticket grants its tier to its own user */
+	assert_int_equal(decide(s, "bob", "gold", good, NULL, &d), 0);
+	assert_string_equal(d.tier->name, "gold");
+	assert_int_equal(d.source, TIER_FROM_TICKET);
+	assert_string_equal(d.ticket.job_id, "gw-42");
+	/* and is the tier when none is asked for (REST --export=NONE) */
+	assert_int_equal(decide(s, "bob", NULL, good, NULL, &d), 0);
+	assert_string_equal(d.tier->name, "gold");
+	/* but not another tier than its own */
+	assert_int_equal(decide(s, "bob", "premium", good, NULL, &d), -EPERM);
+	assert_non_null(strstr(d.why, "ticket is for tier 'gold'"));
+
+	/* bad tickets grant nothing beyond local entitlement */
+	assert_int_equal(decide(s, "bob", "gold", expired, NULL, &d), -EPERM);
+	assert_non_null(strstr(d.why, "ticket refused"));
+	assert_int_equal(decide(s, "bob", "gold", forged, NULL, &d), -EPERM);
+	assert_int_equal(decide(s, "bob", "gold", alices, NULL, &d), -EPERM);
+	assert_non_null(strstr(d.why, "another user"));
+	/* the verdict crosses from the relay to the plugin as one line */
+	{
+		struct ticket_check a, b;
+		char line[512];
+
+		ticket_check_verify(s->key, good, now, &a);
+		assert_int_equal(ticket_check_format(&a, line, sizeof(line)), 0);
+		assert_int_equal(ticket_check_parse(line, &b), 0);
+		assert_true(b.valid);
+		assert_string_equal(b.t.user, "bob");
+		assert_string_equal(b.t.tier, "gold");
+		assert_string_equal(b.t.job_id, "gw-42");
+		assert_int_equal(b.t.exp, a.t.exp);
+		ticket_check_verify(s->key, expired, now, &a);
+		ticket_check_format(&a, line, sizeof(line));
+		assert_int_equal(ticket_check_parse(line, &b), 0);
+		assert_false(b.valid);
+		assert_true(b.present);
+		assert_string_equal(b.error, a.error);
+	}
+	assert_int_equal(decide(s, "bob", "gold", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJib2IifQ.",
+				NULL, &d),
+			 -EPERM);
+	memset(huge, 'A', JWT_TOKEN_MAX + 99);
+	huge[JWT_TOKEN_MAX + 99] = '\0';
+	assert_int_equal(decide(s, "bob", "gold", huge, NULL, &d), -EPERM);
+	/* ...while local entitlement still holds */
+	assert_int_equal(decide(s, "alice", "premium", forged, NULL, &d), 0);
+	assert_int_equal(d.source, TIER_FROM_LOCAL);
+	assert_int_equal(decide(s, "bob", NULL, expired, NULL, &d), 0);
+	assert_string_equal(d.tier->name, "basic");
+	assert_int_equal(d.source, TIER_FROM_DEFAULT);
+
+	free(good);
+	free(expired);
+	free(forged);
+	free(alices);
+	free(huge);
+}
+
+/* ---- CPU sets --------------------------------------------------------- */
+
+static void test_cpuset(void **state)
+{
+	cpu_set_t a, cur, out;
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(cpuset_parse("0-3,8,10-11", &a), 0);
+	assert_int_equal(CPU_COUNT(&a), 7);
+	assert_int_equal(cpuset_format(&a, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "0-3,8,10-11");
+	assert_int_equal(cpuset_parse("", &a), -EINVAL);
+	assert_int_equal(cpuset_parse("3-1", &a), -EINVAL);
+	assert_int_equal(cpuset_parse("1,x", &a), -EINVAL);
+	assert_int_equal(cpuset_parse("99999", &a), -EINVAL);
+
+	/* the first N allocated CPUs the task may run on */
+	cpuset_parse("2-5", &a);
+	cpuset_parse("0-7", &cur);
+	assert_int_equal(cpuset_confine(&a, &cur, 2, &out), 2);
+	cpuset_format(&out, buf, sizeof(buf));
+	assert_string_equal(buf, "2-3");
+	/* never more than allocated */
+	assert_int_equal(cpuset_confine(&a, &cur, 16, &out), 4);
+	/* numbering that does not meet the machine's: fall back to current */
+	cpuset_parse("8-9", &a);
+	cpuset_parse("0-1", &cur);
+	assert_int_equal(cpuset_confine(&a, &cur, 1, &out), 1);
+	cpuset_format(&out, buf, sizeof(buf));
+	assert_string_equal(buf, "0");
+}
+
+/* ---- host lists -------------------------------------------------------- */
+
+static void test_hostlist(void **state)
+{
+	const char *list = "a1,b[01-03,7],c,d[9-10]x";
+	const char *want[] = {"a1", "b01", "b02", "b03", "b7", "c", "d9x",
+			      "d10x"};
+	char out[32];
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(hostlist_nth(list, i, out, sizeof(out)), 0);
+		assert_string_equal(out, want[i]);
+	}
+	assert_int_equal(hostlist_nth(list, 8, out, sizeof(out)), -ENOENT);
+	assert_int_equal(hostlist_nth("g1", 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "g1");
+	assert_int_equal(hostlist_nth("b[3-1]", 0, out, sizeof(out)), -EINVAL);
+	assert_int_equal(hostlist_nth("b[1-2", 0, out, sizeof(out)), -EINVAL);
+}
+
+/* ---- command line ------------------------------------------------------ */
+
+static void test_cmdline(void **state)
+{
+	char *argv1[] = {"sbatch", "-N1", "-c", "2", "--cpu-tier", "basic",
+			 "job.sh", "-c", "9"};
+	char *argv2[] = {"srun", "--cpus-per-task=3", "-A", "astro", "true"};
+	char *argv3[] = {"sbatch", "-c4", "--account=x", "--wrap", "srun -c 8 x"};
+	char *env[] = {"SBATCH_CPUS_PER_TASK=5", "SBATCH_ACCOUNT=envacct", NULL};
+	struct cmd_request r;
+
+	(void)state;
+	cmdline_scan(9, argv1, NULL, &r);
+	assert_int_equal(r.cpus_per_task, 2); /* the script's -c 9 is its own */
+	cmdline_scan(5, argv2, NULL, &r);
+	assert_int_equal(r.cpus_per_task, 3);
+	assert_string_equal(r.account, "astro");
+	cmdline_scan(5, argv3, env, &r);
+	assert_int_equal(r.cpus_per_task, 4); /* command line beats env */
+	assert_string_equal(r.account, "x");
+	cmdline_scan(1, argv3, env, &r);
+	assert_int_equal(r.cpus_per_task, 5);
+	assert_string_equal(r.account, "envacct");
+}
+
+/* ---- events and spool --------------------------------------------------- */
+
+static void test_event_json(void **state)
+{
+	struct tg_event ev = {
+		.kind = "task_exit", .site = "alpha", .job_id = 1001,
+		.step_id = EVENT_STEP_BATCH, .node = "a1", .user = "alice",
+		.tier = "premium", .task = 0, .wait_status = 3 << 8,
+		.time_ms = 1,
+	};
+	json_t *o;
+	char *s;
+
+	(void)state;
+	s = event_to_json(&ev);
+	o = json_loads(s, 0, NULL);
+	assert_non_null(o);
+	assert_string_equal(json_string_value(json_object_get(o, "id")),
+			    "alpha/1001/batch/a1/task_exit/0");
+	assert_int_equal(json_integer_value(json_object_get(o, "exit_code")), 3);
+	assert_null(json_object_get(o, "signal"));
+	json_decref(o);
+	free(s);
+
+	ev.wait_status = 9; /* killed by SIGKILL */
+	ev.step_id = 2;
+	s = event_to_json(&ev);
+	o = json_loads(s, 0, NULL);
+	assert_int_equal(json_integer_value(json_object_get(o, "signal")), 9);
+	assert_string_equal(json_string_value(json_object_get(o, "id")),
+			    "alpha/1001/2/a1/task_exit/0");
+	json_decref(o);
+	free(s);
+}
+
+struct collect {
+	char names[8][64];
+	char bodies[8][64];
+	int n;
+	int stop_at;
+};
+
+static int collect_cb(struct spool_job *sj, const char *name,
+		      const char *json, void *arg)
+{
+	struct collect *c = arg;
+
+	(void)sj;
+	if (c->n == c->stop_at)
+		return -EAGAIN;
+	snprintf(c->names[c->n], 64, "%s", name);
+	snprintf(c->bodies[c->n], 64, "%s", json);
+	c->n++;
+	return 0;
+}
+
+static void test_spool_order_and_resume(void **state)
+{
+	char root[] = "/tmp/tg-spool-XXXXXX";
+	struct spool_job sj;
+	struct collect c = {.stop_at = 99};
+	struct stat st;
+	int i;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_job_open(root, "alpha", 7, &sj), 0);
+	assert_int_equal(stat(sj.dir, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_false(spool_events_pending(&sj));
+	for (i = 0; i < 12; i++) {
+		char ev[32];
+
+		snprintf(ev, sizeof(ev), "{\"n\":%d}", i);
+		assert_int_equal(spool_event_append(&sj, ev), 0);
+	}
+	assert_true(spool_events_pending(&sj));
+
+	/* a consumer stops at the first failure; order is kept */
+	c.stop_at = 3;
+	assert_int_equal(spool_events_each(&sj, collect_cb, &c), -EAGAIN);
+	assert_int_equal(c.n, 3);
+	assert_string_equal(c.bodies[0], "{\"n\":0}");
+	assert_string_equal(c.bodies[2], "{\"n\":2}");
+	for (i = 0; i < 3; i++)
+		assert_int_equal(spool_event_done(&sj, c.names[i]), 0);
+	assert_int_equal(spool_event_dead(&sj, "0000000004.json"), 0);
+
+	/* reopened (a new relay): the rest, in order, numbered past 9 */
+	spool_job_close(&sj);
+	assert_int_equal(spool_job_open(root, "alpha", 7, &sj), 0);
+	memset(&c, 0, sizeof(c));
+	c.stop_at = 99;
+	assert_int_equal(spool_events_each(&sj, collect_cb, &c), 0);
+	assert_int_equal(c.n, 8);
+	assert_string_equal(c.bodies[0], "{\"n\":4}");
+	assert_string_equal(c.bodies[7], "{\"n\":11}");
+	assert_true(spool_has_file(&sj, "dead/0000000004.json"));
+
+	/* one relay per job dir */
+	{
+		struct spool_job other;
+		int a, b;
+
+		assert_int_equal(spool_lock(&sj, SPOOL_LOCK_RELAY, false, &a),
+				 0);
+		assert_int_equal(spool_job_open(root, "alpha", 7, &other), 0);
+		assert_int_equal(spool_lock(&other, SPOOL_LOCK_RELAY, false, &b),
+				 -EWOULDBLOCK);
+		spool_job_close(&other);
+		spool_unlock(a);
+	}
+	assert_int_equal(spool_remove_job(&sj), 0);
+	assert_int_equal(stat(sj.dir, &st), -1);
+	spool_job_close(&sj);
+	rmdir(root);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_args_full),
+		cmocka_unit_test(test_args_defaults),
+		cmocka_unit_test(test_args_errors_name_the_key),
+		cmocka_unit_test_setup_teardown(test_decide_local_policy,
+						decide_setup, decide_teardown),
+		cmocka_unit_test_setup_teardown(test_decide_tickets,
+						decide_setup, decide_teardown),
+		cmocka_unit_test(test_cpuset),
+		cmocka_unit_test(test_hostlist),
+		cmocka_unit_test(test_cmdline),
+		cmocka_unit_test(test_event_json),
+		cmocka_unit_test(test_spool_order_and_resume),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
