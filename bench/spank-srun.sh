@@ -41,9 +41,20 @@ run() { # run VARIANT ROUND
 	hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$OUT/$1-$2.json" \
 		"srun -N1 -w $NODE true" >/dev/null
 }
+clean() { # relays still retrying for the last variant would load the box
+	pkill -f "tiergate-relay.*${!dir}" 2>/dev/null || true
+	sleep 0.5
+	rm -rf "${!dir}/spool/tiergate/"* 2>/dev/null || true
+}
+# two phases, each interleaving the baseline with one variant
 for r in $(seq 1 "$ROUNDS"); do
-	for v in none plugin down; do run "$v" "$r"; done
+	for v in none plugin; do run "$v" "$r"; done
 done
+clean
+for r in $(seq 1 "$ROUNDS"); do
+	for v in none down; do run "$v" "d$r"; done
+done
+clean
 python3 - "$OUT" "$ROUNDS" <<'PY'
 import json, statistics, sys, glob
 out, rounds = sys.argv[1], int(sys.argv[2])

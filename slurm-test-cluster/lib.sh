@@ -241,14 +241,15 @@ tg_marked_pids() {
 }
 
 # Live pids of the plugin's helpers for the loaded site: processes with an
-# argument under the site's tiergate spool dir (tiergate-relay --job-dir ...).
+# argument naming the site's tiergate spool dir (tiergate-relay --job-dir
+# SPOOL/JOB, or the node's relay: tiergate-relay --node SPOOL).
 # The plugin starts them from slurmstepd with a scrubbed environment, so they
 # carry no marker, and they can outlive their job (e.g. while the gateway is
 # unreachable).
 tg_spool_pids() {
 	local f pid
 	# the pattern comes from a file: on grep's own command line it would match grep
-	grep -lzF -f <(printf '%s\n' "$S_TG_SPOOL/") /proc/[0-9]*/cmdline 2>/dev/null |
+	grep -lzF -f <(printf '%s\n' "$S_TG_SPOOL") /proc/[0-9]*/cmdline 2>/dev/null |
 		while read -r f; do
 			pid=${f#/proc/}
 			pid=${pid%/cmdline}

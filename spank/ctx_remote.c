@@ -203,6 +203,7 @@ static bool open_spool(void)
 static void report(const struct tg_event *ev)
 {
 	char *json;
+	int rv;
 
 	if (!reports_on())
 		return;
@@ -212,11 +213,17 @@ static void report(const struct tg_event *ev)
 			ev->kind);
 		return;
 	}
-	if (!open_spool())
-		log_err("job %u: event %s lost: no spool", rs.job_id, ev->kind);
-	else if (spool_event_append(&rs.spool, json))
-		log_err("job %u: event %s lost: spool %s not writable",
-			rs.job_id, ev->kind, rs.spool.dir);
+	rv = open_spool() ? spool_event_append(&rs.spool, json) : -ENOENT;
+	if (rv == -ESTALE) {
+		/* the node's relay removed the idle dir meanwhile */
+		spool_job_close(&rs.spool);
+		rs.spool_ok = false;
+		rv = open_spool() ? spool_event_append(&rs.spool, json) :
+				    -ENOENT;
+	}
+	if (rv)
+		log_err("job %u: event %s lost: spool %s: %s", rs.job_id,
+			ev->kind, tg.args.spool, strerror(-rv));
 	else
 		dbg("job %u: event %s queued", rs.job_id, ev->kind);
 	free(json);
@@ -454,11 +461,11 @@ int remote_exit(spank_t sp)
 	if (is_batch()) {
 		stop_relay();
 	} else if (spool_events_pending(&rs.spool)) {
-		/* a batch step's relay takes these too; if none runs (an srun
-		 * outside a batch job), one is started to deliver them */
+		/* a batch job's relay takes these too; for an srun outside a
+		 * batch job the node's relay does (woken, or started) */
 		if (!spool_has_file(&rs.spool, "meta"))
 			write_meta();
-		relay_spawn(tg.relay, rs.spool.dir, -1);
+		relay_node_kick(tg.relay, tg.args.spool);
 	}
 out:
 	if (rs.spool_ok)

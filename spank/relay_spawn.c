@@ -29,7 +29,8 @@ int relay_default_path(char *buf, unsigned len)
 	return 0;
 }
 
-static void exec_relay(const char *relay, const char *job_dir, int ctl_fd)
+static void exec_relay(const char *relay, const char *mode, const char *dir,
+		       int ctl_fd)
 {
 	char *const envp[] = {"PATH=/usr/bin:/bin", NULL};
 	char *argv[6];
@@ -50,8 +51,8 @@ static void exec_relay(const char *relay, const char *job_dir, int ctl_fd)
 			close(null_fd);
 	}
 	argv[i++] = (char *)"tiergate-relay";
-	argv[i++] = (char *)"--job-dir";
-	argv[i++] = (char *)job_dir;
+	argv[i++] = (char *)mode;
+	argv[i++] = (char *)dir;
 	if (ctl_fd >= 0)
 		argv[i++] = (char *)"--control-fd=3";
 	argv[i] = NULL;
@@ -59,7 +60,8 @@ static void exec_relay(const char *relay, const char *job_dir, int ctl_fd)
 	_exit(127);
 }
 
-int relay_spawn(const char *relay, const char *job_dir, int ctl_fd)
+static int spawn(const char *relay, const char *mode, const char *dir,
+		 int ctl_fd)
 {
 	pid_t child, done;
 	int status = 0;
@@ -85,7 +87,7 @@ int relay_spawn(const char *relay, const char *job_dir, int ctl_fd)
 
 			sigemptyset(&none);
 			sigprocmask(SIG_SETMASK, &none, NULL);
-			exec_relay(relay, job_dir, ctl_fd);
+			exec_relay(relay, mode, dir, ctl_fd);
 			_exit(127);
 		default:
 			_exit(0);
@@ -95,10 +97,34 @@ int relay_spawn(const char *relay, const char *job_dir, int ctl_fd)
 		done = waitpid(child, &status, 0);
 	while (done < 0 && errno == EINTR);
 	if (done < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		log_err("could not start relay %s for %s", relay, job_dir);
+		log_err("could not start relay %s for %s", relay, dir);
 		return -ECHILD;
 	}
 	return 0;
+}
+
+int relay_spawn(const char *relay, const char *job_dir, int ctl_fd)
+{
+	return spawn(relay, "--job-dir", job_dir, ctl_fd);
+}
+
+int relay_node_kick(const char *relay, const char *spool)
+{
+	char path[4200], buf[32];
+	long pid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/node-relay.pid", spool);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(buf, sizeof(buf), f))
+			pid = strtol(buf, NULL, 10);
+		fclose(f);
+	}
+	/* a stale pid file at worst wakes nobody; the next kick starts one */
+	if (pid > 1 && kill((pid_t)pid, SIGUSR1) == 0)
+		return 0;
+	return spawn(relay, "--node", spool, -1);
 }
 
 int relay_send_stdio(int ctl_fd)

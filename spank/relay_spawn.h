@@ -34,6 +34,9 @@ int relay_send_stdio(int ctl_fd);
  */
 int relay_recv_stdio(int ctl_fd, int timeout_ms, int fds[2], char *desc,
 		     size_t desclen);
+/* Wake the node's relay for steps outside batch jobs, or start it. */
+int relay_node_kick(const char *relay, const char *spool);
+
 /* The relay next to the loaded plugin (dladdr), in buf. */
 int relay_default_path(char *buf, unsigned len);
 

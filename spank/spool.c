@@ -168,6 +168,7 @@ bool spool_has_file(struct spool_job *sj, const char *name)
 
 int spool_event_append(struct spool_job *sj, const char *json)
 {
+	struct stat st;
 	char buf[32], name[64];
 	unsigned long seq = 0;
 	int lock_fd, rv;
@@ -175,6 +176,11 @@ int spool_event_append(struct spool_job *sj, const char *json)
 	rv = spool_lock(sj, SPOOL_LOCK_SEQ, true, &lock_fd);
 	if (rv)
 		return rv;
+	/* a relay may have removed the (empty) dir since we opened it */
+	if (fstat(sj->dir_fd, &st) < 0 || st.st_nlink == 0) {
+		rv = -ESTALE;
+		goto out_unlock;
+	}
 	if (spool_read_file(sj, "seq", buf, sizeof(buf)) > 0)
 		seq = strtoul(buf, NULL, 10);
 	seq++;
@@ -322,6 +328,18 @@ static int remove_tree_at(int dfd)
 	}
 	closedir(d);
 	return 0;
+}
+
+int spool_remove_job_if_idle(struct spool_job *sj)
+{
+	int lock_fd, rv = -EBUSY;
+
+	if (spool_lock(sj, SPOOL_LOCK_SEQ, true, &lock_fd))
+		return -EBUSY;
+	if (!spool_events_pending(sj))
+		rv = spool_remove_job(sj);
+	spool_unlock(lock_fd);
+	return rv;
 }
 
 int spool_remove_job(struct spool_job *sj)

@@ -33,7 +33,10 @@ int spool_job_open(const char *spool, const char *site, uint32_t job_id,
 int spool_job_open_dir(const char *dir, struct spool_job *sj);
 void spool_job_close(struct spool_job *sj);
 
-/* Append an event; it becomes visible atomically.  0 or -errno. */
+/*
+ * Append an event; it becomes visible atomically.  0 or -errno; -ESTALE
+ * when the dir was removed since it was opened (open it again).
+ */
 int spool_event_append(struct spool_job *sj, const char *json);
 /* True when undelivered events exist (so a new one must queue behind). */
 bool spool_events_pending(struct spool_job *sj);
@@ -55,6 +58,8 @@ int spool_read_file(struct spool_job *sj, const char *name, char *buf,
 		    size_t len);
 bool spool_has_file(struct spool_job *sj, const char *name);
 int spool_remove_job(struct spool_job *sj);
+/* Remove the dir unless an event is waiting, excluding appenders. */
+int spool_remove_job_if_idle(struct spool_job *sj);
 
 /* Take one of the job dir's locks; blocking or not.  -EWOULDBLOCK when
  * held by another process. */

@@ -5,6 +5,8 @@
  *   tiergate-relay --job-dir DIR [--control-fd=N]
  *                  [--linger=SECONDS] [--poll-ms=MS]
  *   tiergate-relay --drain SPOOL      deliver what every idle job dir holds
+ *   tiergate-relay --node SPOOL       the node's relay for steps outside batch
+ *                  [--idle-exit=S]    jobs (one process, woken by SIGUSR1)
  *   tiergate-relay --check-ticket KEY verify the ticket on stdin for the
  *                                     plugin (ticket_check.h), print verdict
  *
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -461,6 +464,125 @@ static int drain_spool(const char *spool, long linger_s, long poll_ms)
 	return 0;
 }
 
+/*
+ * Deliver the queued events of one job dir nobody else is working on.
+ * Returns the number of events still waiting (0: nothing to do).
+ */
+static int deliver_dir_events(const char *dir)
+{
+	struct relay r = {0};
+	int lock_fd = -1, pending = 0;
+
+	if (spool_job_open_dir(dir, &r.sj))
+		return 0;
+	if (!spool_events_pending(&r.sj) ||
+	    spool_lock(&r.sj, SPOOL_LOCK_RELAY, false, &lock_fd))
+		goto out; /* empty, or its batch relay has it */
+	if (load_meta(&r) == 0 && spool_events_each(&r.sj, send_event, &r))
+		pending = 1;
+	deliverer_free(r.d);
+	/* a job without a batch step: nothing else will remove its dir */
+	if (!pending && !spool_has_file(&r.sj, "relay.pid"))
+		spool_remove_job_if_idle(&r.sj);
+	spool_unlock(lock_fd);
+out:
+	spool_job_close(&r.sj);
+	return pending;
+}
+
+/*
+ * One relay per node for the events of steps outside batch jobs (srun,
+ * salloc): started by the first step that leaves events behind, woken by
+ * SIGUSR1 from later ones, gone after idle_s seconds without work.  One
+ * process for all such steps costs far less than one per step.
+ */
+static int run_node(const char *spool, long idle_s)
+{
+	char path[4200], pid[32];
+	int lock_fd, sfd, backoff_ms = 0;
+	int64_t idle_since = mono_ms();
+	sigset_t mask;
+
+	snprintf(path, sizeof(path), "%s/.node-relay.lock", spool);
+	lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0)
+		return 0; /* another node relay runs */
+	snprintf(path, sizeof(path), "%s/node-relay.pid", spool);
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	{
+		FILE *f = fopen(path, "w");
+
+		if (f) {
+			fputs(pid, f);
+			fclose(f);
+		}
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	for (;;) {
+		struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+		struct signalfd_siginfo si;
+		struct dirent *de;
+		int pending = 0, wait_ms;
+		bool stop = false;
+		DIR *d = opendir(spool);
+
+		while (d && (de = readdir(d))) {
+			struct stat st;
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", spool, de->d_name);
+			if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+				pending += deliver_dir_events(path);
+		}
+		if (d)
+			closedir(d);
+		if (pending) {
+			idle_since = mono_ms();
+			backoff_ms = backoff_ms ? backoff_ms * 2 : BACKOFF_MIN_MS;
+			if (backoff_ms > BACKOFF_MAX_MS)
+				backoff_ms = BACKOFF_MAX_MS;
+			wait_ms = backoff_ms;
+		} else {
+			backoff_ms = 0;
+			wait_ms = 1000;
+			if (mono_ms() - idle_since > idle_s * 1000)
+				break;
+		}
+		/*
+		 * A kick (SIGUSR1: a step left events) means "now" while the
+		 * gateway answers; while it fails, kicks wait out the backoff
+		 * rather than retry every queued job at each srun.
+		 */
+		for (int64_t until = mono_ms() + wait_ms; !stop;) {
+			int64_t left = until - mono_ms();
+			bool kicked = false;
+
+			if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+				break;
+			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGTERM)
+					stop = true;
+				kicked = true;
+			}
+			idle_since = mono_ms();
+			if (kicked && !pending)
+				break;
+		}
+		if (stop)
+			break;
+	}
+	snprintf(path, sizeof(path), "%s/node-relay.pid", spool);
+	unlink(path);
+	close(sfd);
+	close(lock_fd);
+	return 0;
+}
+
 /* The plugin links no libjwt/OpenSSL; it asks us (ticket_check_exec). */
 static int check_ticket(const char *key_path)
 {
@@ -492,6 +614,7 @@ static void usage(FILE *f)
 		"usage: tiergate-relay --job-dir DIR [--control-fd=N]\n"
 		"                      [--linger=SECONDS] [--poll-ms=MS]\n"
 		"       tiergate-relay --drain SPOOL [--linger=SECONDS]\n"
+		"       tiergate-relay --node SPOOL [--idle-exit=SECONDS]\n"
 		"       tiergate-relay --check-ticket KEYFILE < TICKET\n");
 }
 
@@ -504,10 +627,13 @@ int main(int argc, char **argv)
 		{"poll-ms", required_argument, NULL, 'p'},
 		{"drain", required_argument, NULL, 'd'},
 		{"check-ticket", required_argument, NULL, 't'},
+		{"node", required_argument, NULL, 'n'},
+		{"idle-exit", required_argument, NULL, 'i'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *job_dir = NULL, *spool = NULL;
+	const char *job_dir = NULL, *spool = NULL, *node_spool = NULL;
+	long idle_s = 60;
 	int ctl_fd = -1, c, logfd;
 	long linger_s = 600, poll_ms = 100;
 	char logpath[4200];
@@ -520,11 +646,13 @@ int main(int argc, char **argv)
 		case 'p': poll_ms = atol(optarg); break;
 		case 'd': spool = optarg; break;
 		case 't': return check_ticket(optarg);
+		case 'n': node_spool = optarg; break;
+		case 'i': idle_s = atol(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!job_dir == !spool) {
+	if (!!job_dir + !!spool + !!node_spool != 1) {
 		usage(stderr);
 		return 2;
 	}
@@ -535,11 +663,12 @@ int main(int argc, char **argv)
 	log_debug_from_env();
 	/* started detached with stderr on /dev/null: log beside the spool */
 	if (!isatty(STDERR_FILENO)) {
-		snprintf(logpath, sizeof(logpath), "%s/../relay.log",
-			 job_dir ? job_dir : spool);
-		if (!job_dir)
+		if (job_dir)
+			snprintf(logpath, sizeof(logpath), "%s/../relay.log",
+				 job_dir);
+		else
 			snprintf(logpath, sizeof(logpath), "%s/relay.log",
-				 spool);
+				 spool ? spool : node_spool);
 		logfd = open(logpath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
 			     0600);
 		if (logfd >= 0) {
@@ -547,6 +676,8 @@ int main(int argc, char **argv)
 			close(logfd);
 		}
 	}
+	if (node_spool)
+		return run_node(node_spool, idle_s);
 	if (spool)
 		return drain_spool(spool, linger_s, poll_ms);
 	return run_job(job_dir, ctl_fd, linger_s, poll_ms, false);
