@@ -1,0 +1,1038 @@
+/*
+ * config.c: see config.h.  shared/conf checks the syntax (and names file,
+ * line and key); this file checks the meaning, loads the key files and the
+ * tier table, and builds a struct gw_config that owns all its strings.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "conf.h"
+#include "jwt_verify.h"
+#include "log.h"
+#include "tier.h"
+
+#define GW_CONF_MAX_SITES 256
+#define GW_CONF_MAX_ADMINS 256
+#define GW_CONF_MAX_USER_MAP 4096
+
+static const char *const site_auth_names[] = {
+#define GW_SITE_AUTH_NAME_(name, str) str,
+    GW_SITE_AUTHS(GW_SITE_AUTH_NAME_)
+#undef GW_SITE_AUTH_NAME_
+};
+
+#define N_SITE_AUTHS (sizeof(site_auth_names) / sizeof(site_auth_names[0]))
+
+const char *gw_site_auth_name(enum gw_site_auth a)
+{
+	if ((unsigned)a >= N_SITE_AUTHS)
+		return "?";
+	return site_auth_names[a];
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+/* Everything the section parsers need. */
+struct ctx {
+	struct conf *c;
+	const char *dir; /* directory of the config file, for relative paths */
+	char *err;
+	size_t errlen;
+};
+
+static int nomem(struct ctx *x)
+{
+	set_err(x->err, x->errlen, "%s: out of memory", x->c->path);
+	return -ENOMEM;
+}
+
+/* "FILE:LINE: key 'K': missing in [site alpha]" (line of the header). */
+static int missing(struct ctx *x, const char *section, const char *label,
+		   int line, const char *key)
+{
+	set_err(x->err, x->errlen, "%s:%d: key '%s': missing in [%s%s%s]",
+		x->c->path, line, key, section, *label ? " " : "", label);
+	return -EINVAL;
+}
+
+static int entry_err(struct ctx *x, const char *section, const char *label,
+		     const char *key, int rv, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static int entry_err(struct ctx *x, const char *section, const char *label,
+		     const char *key, int rv, const char *fmt, ...)
+{
+	struct conf_entry *e = conf_find(x->c, section, label, key);
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (e)
+		conf_entry_error(x->c, e, x->err, x->errlen, "%s", msg);
+	else
+		set_err(x->err, x->errlen, "%s: key '%s': %s", x->c->path, key,
+			msg);
+	return rv;
+}
+
+/* A string key; *out = strdup(value or dflt) (dflt NULL: stays NULL). */
+static int get_str(struct ctx *x, const char *section, const char *label,
+		   const char *key, const char *dflt, char **out)
+{
+	const char *v = dflt;
+	int rv = conf_get_str(x->c, section, label, key, &v, x->err, x->errlen);
+
+	if (rv < 0)
+		return rv;
+	*out = NULL;
+	if (!v)
+		return 0;
+	*out = strdup(v);
+	return *out ? 0 : nomem(x);
+}
+
+static int get_uint(struct ctx *x, const char *section, const char *label,
+		    const char *key, long min, long max, long dflt,
+		    unsigned *out)
+{
+	long v = dflt;
+	int rv = conf_get_int(x->c, section, label, key, min, max, &v, x->err,
+			      x->errlen);
+
+	if (rv < 0)
+		return rv;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int get_size(struct ctx *x, const char *section, const char *label,
+		    const char *key, uint64_t min, uint64_t max, uint64_t dflt,
+		    uint64_t *out)
+{
+	uint64_t v = dflt;
+	int rv =
+	    conf_get_size(x->c, section, label, key, &v, x->err, x->errlen);
+
+	if (rv < 0)
+		return rv;
+	if (v < min || v > max)
+		return entry_err(x, section, label, key, -ERANGE,
+				 "%llu bytes is outside %llu..%llu",
+				 (unsigned long long)v, (unsigned long long)min,
+				 (unsigned long long)max);
+	*out = v;
+	return 0;
+}
+
+/*
+ * A path key: "" means none (*out NULL) when allow_empty; a relative path
+ * is joined to the config file's directory.
+ */
+static int get_path(struct ctx *x, const char *section, const char *label,
+		    const char *key, const char *dflt, bool allow_empty,
+		    char **out)
+{
+	const char *v = dflt;
+	int rv = conf_get_str(x->c, section, label, key, &v, x->err, x->errlen);
+
+	*out = NULL;
+	if (rv < 0)
+		return rv;
+	if (!v)
+		return 0;
+	if (!*v) {
+		if (allow_empty)
+			return 0;
+		return entry_err(x, section, label, key, -EINVAL, "empty path");
+	}
+	if (strlen(v) >= PATH_MAX)
+		return entry_err(x, section, label, key, -ENAMETOOLONG,
+				 "path longer than %d bytes", PATH_MAX - 1);
+	if (*v == '/' || !*x->dir) {
+		*out = strdup(v);
+	} else if (asprintf(out, "%s/%s", x->dir, v) < 0) {
+		*out = NULL;
+	}
+	return *out ? 0 : nomem(x);
+}
+
+/* An absolute socket path (munge_socket); "" or absent: NULL. */
+static int get_socket(struct ctx *x, const char *section, const char *label,
+		      const char *key, char **out)
+{
+	const char *v = NULL;
+	int rv = conf_get_str(x->c, section, label, key, &v, x->err, x->errlen);
+
+	*out = NULL;
+	if (rv < 0)
+		return rv;
+	if (!v || !*v)
+		return 0;
+	if (*v != '/')
+		return entry_err(x, section, label, key, -EINVAL,
+				 "'%s' is not an absolute path", v);
+	if (strlen(v) >= 108) /* sizeof(sun_path) */
+		return entry_err(x, section, label, key, -ENAMETOOLONG,
+				 "socket path longer than 107 bytes");
+	*out = strdup(v);
+	return *out ? 0 : nomem(x);
+}
+
+/* "HOST:PORT" or "[V6]:PORT" into cfg->listen_host / listen_port. */
+static int parse_listen(struct ctx *x, struct gw_config *cfg)
+{
+	const char *v = cfg->listen, *colon, *hs, *he;
+	char *end;
+	long port;
+
+	if (*v == '[') {
+		he = strchr(v, ']');
+		if (!he || he[1] != ':')
+			goto bad;
+		hs = v + 1;
+		colon = he + 1;
+	} else {
+		colon = strrchr(v, ':');
+		if (!colon || memchr(v, ':', (size_t)(colon - v)))
+			goto bad;
+		hs = v;
+		he = colon;
+	}
+	if (he == hs)
+		goto bad;
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || port < 1 || port > 65535)
+		goto bad;
+	if (he - hs == 1 && *hs == '*')
+		cfg->listen_host = strdup("0.0.0.0");
+	else
+		cfg->listen_host = strndup(hs, (size_t)(he - hs));
+	if (!cfg->listen_host)
+		return nomem(x);
+	cfg->listen_port = (unsigned)port;
+	return 0;
+bad:
+	return entry_err(x, "gateway", "", "listen", -EINVAL,
+			 "'%s' is not HOST:PORT (e.g. 127.0.0.1:8480, "
+			 "[::1]:8480, *:8480)",
+			 v);
+}
+
+/* "root, alice" into cfg->admins. */
+static int parse_admins(struct ctx *x, struct gw_config *cfg, const char *v)
+{
+	char *copy = strdup(v), *tok, *save = NULL;
+	int rv = 0;
+
+	if (!copy)
+		return nomem(x);
+	cfg->admins = calloc(GW_CONF_MAX_ADMINS, sizeof(*cfg->admins));
+	if (!cfg->admins) {
+		rv = nomem(x);
+		goto out_free;
+	}
+	for (tok = strtok_r(copy, ", \t", &save); tok;
+	     tok = strtok_r(NULL, ", \t", &save)) {
+		if (!jwt_user_name_valid(tok)) {
+			rv = entry_err(x, "gateway", "", "admins", -EINVAL,
+				       "'%s' is not a valid user name", tok);
+			goto out_free;
+		}
+		if (cfg->n_admins == GW_CONF_MAX_ADMINS) {
+			rv = entry_err(x, "gateway", "", "admins", -E2BIG,
+				       "more than %d admins",
+				       GW_CONF_MAX_ADMINS);
+			goto out_free;
+		}
+		cfg->admins[cfg->n_admins] = strdup(tok);
+		if (!cfg->admins[cfg->n_admins]) {
+			rv = nomem(x);
+			goto out_free;
+		}
+		cfg->n_admins++;
+	}
+out_free:
+	free(copy);
+	return rv;
+}
+
+static int parse_gateway(struct ctx *x, struct gw_config *cfg)
+{
+	const char *s = "gateway", *l = "", *v = NULL;
+	long ttl;
+	int rv;
+
+	rv = get_str(x, s, l, "listen", GW_CONF_DEFAULT_LISTEN, &cfg->listen);
+	if (!rv)
+		rv = parse_listen(x, cfg);
+	if (!rv)
+		rv = get_path(x, s, l, "state_dir", GW_CONF_DEFAULT_STATE_DIR,
+			      false, &cfg->state_dir);
+	if (!rv)
+		rv = get_path(x, s, l, "user_key", GW_CONF_DEFAULT_USER_KEY,
+			      true, &cfg->user_key_path);
+	if (!rv)
+		rv = get_str(x, s, l, "user_issuer",
+			     GW_CONF_DEFAULT_USER_ISSUER, &cfg->user_issuer);
+	if (!rv && !*cfg->user_issuer)
+		rv = entry_err(x, s, l, "user_issuer", -EINVAL,
+			       "must not be empty");
+	if (!rv)
+		rv = get_path(x, s, l, "ticket_key", GW_CONF_DEFAULT_TICKET_KEY,
+			      false, &cfg->ticket_key_path);
+	if (!rv)
+		rv = get_path(x, s, l, "tiers", GW_CONF_DEFAULT_TIERS, false,
+			      &cfg->tiers_path);
+	if (!rv)
+		rv = get_socket(x, s, l, "munge_socket", &cfg->munge_socket);
+	if (!rv) {
+		rv = conf_get_str(x->c, s, l, "admins", &v, x->err, x->errlen);
+		if (rv == 0)
+			rv = parse_admins(x, cfg, v);
+		else if (rv == 1)
+			rv = 0;
+	}
+	if (!rv)
+		rv = get_uint(x, s, l, "workers", 1, 64,
+			      GW_CONF_DEFAULT_WORKERS, &cfg->workers);
+	if (!rv)
+		rv = get_uint(x, s, l, "max_connections", 1, 1000000,
+			      GW_CONF_DEFAULT_MAX_CONNECTIONS,
+			      &cfg->max_connections);
+	if (!rv)
+		rv = get_uint(x, s, l, "max_connections_per_ip", 1, 1000000,
+			      GW_CONF_DEFAULT_MAX_CONNECTIONS_PER_IP,
+			      &cfg->max_connections_per_ip);
+	if (!rv && cfg->max_connections_per_ip > cfg->max_connections)
+		rv = entry_err(x, s, l, "max_connections_per_ip", -EINVAL,
+			       "%u is more than max_connections (%u)",
+			       cfg->max_connections_per_ip,
+			       cfg->max_connections);
+	if (!rv)
+		rv = get_uint(x, s, l, "connection_timeout", 1, 3600,
+			      GW_CONF_DEFAULT_CONNECTION_TIMEOUT,
+			      &cfg->connection_timeout_s);
+	if (!rv)
+		rv = get_size(x, s, l, "max_body", 1024, 1ull << 30,
+			      GW_CONF_DEFAULT_MAX_BODY, &cfg->max_body);
+	if (!rv)
+		rv = get_size(x, s, l, "max_header", 1024, 1ull << 20,
+			      GW_CONF_DEFAULT_MAX_HEADER, &cfg->max_header);
+	if (!rv)
+		rv = get_uint(x, s, l, "drain_timeout", 0, 3600,
+			      GW_CONF_DEFAULT_DRAIN_TIMEOUT,
+			      &cfg->drain_timeout_s);
+	if (!rv)
+		rv = get_uint(x, s, l, "stall_threshold", 1, 86400,
+			      GW_CONF_DEFAULT_STALL_THRESHOLD,
+			      &cfg->stall_threshold_s);
+	if (!rv) {
+		ttl = GW_CONF_DEFAULT_MAX_TOKEN_LIFETIME;
+		rv = conf_get_int(x->c, s, l, "max_token_lifetime", 60,
+				  366L * 24 * 3600, &ttl, x->err, x->errlen);
+		cfg->max_token_lifetime_s = ttl;
+		rv = rv < 0 ? rv : 0;
+	}
+	if (!rv) {
+		ttl = GW_CONF_DEFAULT_TICKET_TTL;
+		rv = conf_get_int(x->c, s, l, "ticket_ttl", 60,
+				  366L * 24 * 3600, &ttl, x->err, x->errlen);
+		cfg->ticket_ttl_s = ttl;
+		rv = rv < 0 ? rv : 0;
+	}
+	if (!rv && !cfg->user_key_path && !cfg->munge_socket)
+		rv = entry_err(x, s, l, "user_key", -EINVAL,
+			       "no way to authenticate users: set user_key "
+			       "or munge_socket");
+	return rv;
+}
+
+/* "http://host[:port][/prefix]", "https://...", "unix:/path". */
+static int parse_url(struct ctx *x, struct gw_site_config *site)
+{
+	const char *u = site->url, *host;
+	size_t n;
+
+	if (!strncmp(u, "unix:", 5)) {
+		site->url_kind = GW_URL_UNIX;
+		if (u[5] != '/')
+			goto bad;
+		if (strlen(u + 5) >= 108)
+			return entry_err(x, "site", site->name, "url",
+					 -ENAMETOOLONG,
+					 "socket path longer than 107 bytes");
+		site->unix_path = strdup(u + 5);
+		return site->unix_path ? 0 : nomem(x);
+	}
+	if (!strncmp(u, "http://", 7)) {
+		site->url_kind = GW_URL_HTTP;
+		host = u + 7;
+	} else if (!strncmp(u, "https://", 8)) {
+		site->url_kind = GW_URL_HTTPS;
+		host = u + 8;
+	} else {
+		goto bad;
+	}
+	n = strcspn(host, "/?#");
+	if (n == 0 || host[0] == ':' || memchr(host, '@', n) ||
+	    strpbrk(u, " \t\"'<>\\"))
+		goto bad;
+	return 0;
+bad:
+	return entry_err(x, "site", site->name, "url", -EINVAL,
+			 "'%s' is not http://HOST[:PORT], https://HOST[:PORT] "
+			 "or unix:/PATH",
+			 u);
+}
+
+/* "same" or "alice=asmith, bob=bjones". */
+static int parse_user_map(struct ctx *x, struct gw_site_config *site,
+			  const char *v)
+{
+	char *copy, *tok, *save = NULL;
+	size_t i;
+	int rv = 0;
+
+	if (!strcmp(v, "same")) {
+		site->user_map_same = true;
+		return 0;
+	}
+	copy = strdup(v);
+	site->user_map = calloc(GW_CONF_MAX_USER_MAP, sizeof(*site->user_map));
+	if (!copy || !site->user_map) {
+		rv = nomem(x);
+		goto out_free;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '='), *from, *to;
+
+		from = tok;
+		if (eq)
+			*eq = '\0';
+		while (*from == ' ' || *from == '\t')
+			from++;
+		for (i = strlen(from);
+		     i && (from[i - 1] == ' ' || from[i - 1] == '\t');)
+			from[--i] = '\0';
+		to = eq ? eq + 1 : NULL;
+		if (to) {
+			while (*to == ' ' || *to == '\t')
+				to++;
+			for (i = strlen(to);
+			     i && (to[i - 1] == ' ' || to[i - 1] == '\t');)
+				to[--i] = '\0';
+		}
+		if (!to || !jwt_user_name_valid(from) ||
+		    !jwt_user_name_valid(to)) {
+			rv = entry_err(
+			    x, "site", site->name, "user_map", -EINVAL,
+			    "'%s%s%s' is not USER=SITE_USER (the "
+			    "value is \"same\" or a comma-separated "
+			    "list like \"alice=asmith, bob=bjones\")",
+			    from, to ? "=" : "", to ? to : "");
+			goto out_free;
+		}
+		for (i = 0; i < site->n_user_map; i++) {
+			if (!strcmp(site->user_map[i].from, from)) {
+				rv = entry_err(
+				    x, "site", site->name, "user_map", -EINVAL,
+				    "user '%s' is mapped twice", from);
+				goto out_free;
+			}
+		}
+		if (site->n_user_map == GW_CONF_MAX_USER_MAP) {
+			rv = entry_err(x, "site", site->name, "user_map",
+				       -E2BIG, "more than %d users",
+				       GW_CONF_MAX_USER_MAP);
+			goto out_free;
+		}
+		site->user_map[site->n_user_map].from = strdup(from);
+		site->user_map[site->n_user_map].to = strdup(to);
+		site->n_user_map++;
+		if (!site->user_map[site->n_user_map - 1].from ||
+		    !site->user_map[site->n_user_map - 1].to) {
+			rv = nomem(x);
+			goto out_free;
+		}
+	}
+	if (!site->n_user_map)
+		rv = entry_err(x, "site", site->name, "user_map", -EINVAL,
+			       "empty: use \"same\" or \"alice=asmith, ...\"");
+out_free:
+	free(copy);
+	return rv;
+}
+
+static bool site_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	/* conf already restricts labels to [A-Za-z0-9_.-] */
+	return n >= 1 && n <= GW_SITE_NAME_MAX && *s != '.' && *s != '-';
+}
+
+static int parse_site(struct ctx *x, const struct conf_section *sec,
+		      struct gw_site_config *site)
+{
+	const char *s = "site", *l = sec->label, *v = NULL;
+	char *auth = NULL;
+	size_t i;
+	int rv;
+
+	site->line = sec->line;
+	if (!site_name_valid(l)) {
+		set_err(x->err, x->errlen,
+			"%s:%d: [site %s]: a site name is 1..%d characters "
+			"of [A-Za-z0-9_.-], not starting with '.' or '-'",
+			x->c->path, sec->line, l, GW_SITE_NAME_MAX);
+		return -EINVAL;
+	}
+	site->name = strdup(l);
+	if (!site->name)
+		return nomem(x);
+
+	rv = get_str(x, s, l, "kind", GW_CONF_DEFAULT_SITE_KIND, &site->kind);
+	if (rv)
+		return rv;
+	if (!*site->kind || strlen(site->kind) > 31 ||
+	    strspn(site->kind, "abcdefghijklmnopqrstuvwxyz0123456789_-") !=
+		strlen(site->kind))
+		return entry_err(x, s, l, "kind", -EINVAL,
+				 "'%s' is not an adapter name ([a-z0-9_-], "
+				 "e.g. slurmrestd)",
+				 site->kind);
+
+	rv = get_str(x, s, l, "url", NULL, &site->url);
+	if (rv)
+		return rv;
+	if (!site->url)
+		return missing(x, s, l, sec->line, "url");
+	rv = parse_url(x, site);
+	if (rv)
+		return rv;
+
+	rv = get_str(x, s, l, "auth", "jwt-key", &auth);
+	if (rv)
+		return rv;
+	for (i = 0; i < N_SITE_AUTHS; i++)
+		if (!strcmp(auth, site_auth_names[i]))
+			break;
+	if (i == N_SITE_AUTHS) {
+		rv = entry_err(x, s, l, "auth", -EINVAL,
+			       "'%s' is not jwt-key, jwt-user or munge", auth);
+		free(auth);
+		return rv;
+	}
+	free(auth);
+	site->auth = (enum gw_site_auth)i;
+
+	rv = get_path(x, s, l, "jwt_key", NULL, false, &site->jwt_key_path);
+	if (rv)
+		return rv;
+	if (site->auth == GW_SITE_AUTH_JWT_KEY && !site->jwt_key_path)
+		return missing(x, s, l, sec->line, "jwt_key");
+	if (site->auth != GW_SITE_AUTH_JWT_KEY && site->jwt_key_path)
+		return entry_err(x, s, l, "jwt_key", -EINVAL,
+				 "only used with auth = jwt-key (this site "
+				 "has auth = %s)",
+				 gw_site_auth_name(site->auth));
+
+	rv = get_socket(x, s, l, "munge_socket", &site->munge_socket);
+	if (rv)
+		return rv;
+	if (site->auth == GW_SITE_AUTH_MUNGE && !site->munge_socket)
+		return missing(x, s, l, sec->line, "munge_socket");
+
+	rv = conf_get_str(x->c, s, l, "user_map", &v, x->err, x->errlen);
+	if (rv < 0)
+		return rv;
+	rv = parse_user_map(x, site, rv == 1 ? "same" : v);
+	if (rv)
+		return rv;
+
+	rv = get_str(x, s, l, "partition", NULL, &site->partition);
+	if (rv)
+		return rv;
+	if (site->partition &&
+	    (!*site->partition || strpbrk(site->partition, " \t,\"'\\"))) {
+		return entry_err(x, s, l, "partition", -EINVAL,
+				 "'%s' is not a partition name",
+				 site->partition);
+	}
+	rv = get_uint(x, s, l, "poll_interval", 1, 3600,
+		      GW_CONF_DEFAULT_POLL_INTERVAL, &site->poll_interval_s);
+	if (!rv)
+		rv = get_uint(x, s, l, "request_timeout", 1, 600,
+			      GW_CONF_DEFAULT_REQUEST_TIMEOUT,
+			      &site->request_timeout_s);
+	if (!rv)
+		rv = get_uint(x, s, l, "max_connections", 1, 256,
+			      GW_CONF_DEFAULT_SITE_MAX_CONNECTIONS,
+			      &site->max_connections);
+	if (!rv)
+		rv = get_uint(x, s, l, "jwt_lifetime", 30, 86400,
+			      GW_CONF_DEFAULT_JWT_LIFETIME,
+			      &site->jwt_lifetime_s);
+	if (!rv && site->auth != GW_SITE_AUTH_JWT_KEY &&
+	    conf_find(x->c, s, l, "jwt_lifetime"))
+		rv = entry_err(x, s, l, "jwt_lifetime", -EINVAL,
+			       "only used with auth = jwt-key");
+	return rv;
+}
+
+/* Only [gateway] and [site NAME]; no top-level keys. */
+static int check_sections(struct ctx *x, size_t *n_sites)
+{
+	size_t i;
+
+	*n_sites = 0;
+	for (i = 0; i < x->c->n_sections; i++) {
+		const struct conf_section *s = &x->c->sections[i];
+
+		if (!strcmp(s->section, "gateway") && !*s->label)
+			continue;
+		if (!strcmp(s->section, "site") && *s->label) {
+			(*n_sites)++;
+			continue;
+		}
+		if (!strcmp(s->section, "site"))
+			set_err(x->err, x->errlen,
+				"%s:%d: [site] needs a name: [site NAME]",
+				x->c->path, s->line);
+		else if (!strcmp(s->section, "gateway"))
+			set_err(x->err, x->errlen,
+				"%s:%d: [gateway %s]: the gateway section "
+				"takes no name",
+				x->c->path, s->line, s->label);
+		else
+			set_err(x->err, x->errlen,
+				"%s:%d: unknown section [%s%s%s] (expected "
+				"[gateway] or [site NAME])",
+				x->c->path, s->line, s->section,
+				*s->label ? " " : "", s->label);
+		return -EINVAL;
+	}
+	if (!*n_sites) {
+		set_err(x->err, x->errlen,
+			"%s: no [site NAME] section: at least one site is "
+			"needed",
+			x->c->path);
+		return -EINVAL;
+	}
+	if (*n_sites > GW_CONF_MAX_SITES) {
+		set_err(x->err, x->errlen, "%s: more than %d sites", x->c->path,
+			GW_CONF_MAX_SITES);
+		return -E2BIG;
+	}
+	return 0;
+}
+
+/* --------------------------------------------------------- key files */
+
+/* Group/world-readable secrets are worth a warning, not a refusal. */
+static void warn_if_readable(const char *what, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+		log_warn("%s %s is accessible by group or others (mode %03o):"
+			 " it should be 0600",
+			 what, path, (unsigned)(st.st_mode & 0777));
+}
+
+static int load_key(struct ctx *x, const char *section, const char *label,
+		    const char *key, const char *path, bool must_sign,
+		    const char *why, struct jwt_key **out)
+{
+	char jerr[384];
+	int rv;
+
+	rv = jwt_key_load_file(path, NULL, out, jerr, sizeof(jerr));
+	if (rv)
+		return entry_err(x, section, label, key, rv, "%s", jerr);
+	if (must_sign && !jwt_key_can_sign(*out)) {
+		jwt_key_free(*out);
+		*out = NULL;
+		return entry_err(x, section, label, key, -EINVAL,
+				 "%s holds a public key only: %s", path, why);
+	}
+	if (jwt_key_can_sign(*out))
+		warn_if_readable("key", path);
+	return 0;
+}
+
+static int load_files(struct ctx *x, struct gw_config *cfg)
+{
+	char terr[512];
+	size_t i;
+	int rv;
+
+	if (cfg->user_key_path) {
+		rv = load_key(x, "gateway", "", "user_key", cfg->user_key_path,
+			      false, NULL, &cfg->user_key);
+		if (rv)
+			return rv;
+	}
+	rv =
+	    load_key(x, "gateway", "", "ticket_key", cfg->ticket_key_path, true,
+		     "the gateway signs job tickets and needs the private "
+		     "key (the nodes get the public one)",
+		     &cfg->ticket_key);
+	if (rv)
+		return rv;
+	for (i = 0; i < cfg->n_sites; i++) {
+		struct gw_site_config *s = &cfg->sites[i];
+
+		if (!s->jwt_key_path)
+			continue;
+		rv = load_key(x, "site", s->name, "jwt_key", s->jwt_key_path,
+			      true,
+			      "the gateway signs the site's Slurm tokens and "
+			      "needs the site's secret (jwt_hs256.key)",
+			      &s->jwt_key);
+		if (rv)
+			return rv;
+	}
+	rv = tier_table_load(cfg->tiers_path, &cfg->tiers, terr, sizeof(terr));
+	if (rv)
+		return entry_err(x, "gateway", "", "tiers", rv, "%s", terr);
+	return 0;
+}
+
+/* ------------------------------------------------------------ loading */
+
+static void free_site(struct gw_site_config *s)
+{
+	size_t i;
+
+	free(s->name);
+	free(s->kind);
+	free(s->url);
+	free(s->unix_path);
+	free(s->jwt_key_path);
+	jwt_key_free(s->jwt_key);
+	free(s->munge_socket);
+	for (i = 0; i < s->n_user_map; i++) {
+		free(s->user_map[i].from);
+		free(s->user_map[i].to);
+	}
+	free(s->user_map);
+	free(s->partition);
+}
+
+static void config_destroy(struct gw_config *cfg)
+{
+	size_t i;
+
+	free(cfg->path);
+	free(cfg->listen);
+	free(cfg->listen_host);
+	free(cfg->state_dir);
+	free(cfg->user_key_path);
+	jwt_key_free(cfg->user_key);
+	free(cfg->user_issuer);
+	free(cfg->ticket_key_path);
+	jwt_key_free(cfg->ticket_key);
+	free(cfg->tiers_path);
+	tier_table_free(cfg->tiers);
+	free(cfg->munge_socket);
+	for (i = 0; i < cfg->n_admins; i++)
+		free(cfg->admins[i]);
+	free(cfg->admins);
+	for (i = 0; i < cfg->n_sites; i++)
+		free_site(&cfg->sites[i]);
+	free(cfg->sites);
+	free(cfg);
+}
+
+static int build(struct conf *c, struct gw_config **out, char *err,
+		 size_t errlen)
+{
+	struct ctx x = {.c = c, .err = err, .errlen = errlen};
+	struct gw_config *cfg;
+	char *dir = NULL, *slash;
+	size_t i, n_sites, k = 0;
+	int rv;
+
+	*out = NULL;
+	cfg = calloc(1, sizeof(*cfg));
+	dir = strdup(c->path);
+	if (!cfg || !dir) {
+		free(dir);
+		free(cfg);
+		return nomem(&x);
+	}
+	atomic_init(&cfg->refs_, 1);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		*dir = '\0';
+	if (slash == dir)
+		strcpy(dir, "/");
+	x.dir = dir;
+	cfg->path = strdup(c->path);
+	if (!cfg->path) {
+		rv = nomem(&x);
+		goto out_free;
+	}
+
+	rv = check_sections(&x, &n_sites);
+	if (rv)
+		goto out_free;
+	rv = parse_gateway(&x, cfg);
+	if (rv)
+		goto out_free;
+	cfg->sites = calloc(n_sites, sizeof(*cfg->sites));
+	if (!cfg->sites) {
+		rv = nomem(&x);
+		goto out_free;
+	}
+	for (i = 0; i < c->n_sections; i++) {
+		if (strcmp(c->sections[i].section, "site"))
+			continue;
+		cfg->n_sites = k + 1;
+		rv = parse_site(&x, &c->sections[i], &cfg->sites[k++]);
+		if (rv)
+			goto out_free;
+	}
+	/* every key asked for: what is left is misspelt or misplaced */
+	rv = conf_check_unused(c, err, errlen);
+	if (rv)
+		goto out_free;
+	/* files last: cheap mistakes are reported first */
+	rv = load_files(&x, cfg);
+	if (rv)
+		goto out_free;
+	free(dir);
+	*out = cfg;
+	return 0;
+
+out_free:
+	free(dir);
+	config_destroy(cfg);
+	return rv;
+}
+
+int gw_config_load(const char *path, struct gw_config **out, char *err,
+		   size_t errlen)
+{
+	struct conf *c = NULL;
+	int rv;
+
+	*out = NULL;
+	if (!path || !*path) {
+		set_err(err, errlen, "no configuration file given");
+		return -EINVAL;
+	}
+	rv = conf_parse_file(path, &c, err, errlen);
+	if (rv)
+		return rv;
+	rv = build(c, out, err, errlen);
+	conf_free(c);
+	return rv;
+}
+
+int gw_config_load_string(const char *name, const char *text,
+			  struct gw_config **out, char *err, size_t errlen)
+{
+	struct conf *c = NULL;
+	int rv;
+
+	*out = NULL;
+	rv = conf_parse_string(name, text, &c, err, errlen);
+	if (rv)
+		return rv;
+	rv = build(c, out, err, errlen);
+	conf_free(c);
+	return rv;
+}
+
+struct gw_config *gw_config_ref(struct gw_config *cfg)
+{
+	if (cfg)
+		atomic_fetch_add(&cfg->refs_, 1);
+	return cfg;
+}
+
+void gw_config_unref(struct gw_config *cfg)
+{
+	if (!cfg)
+		return;
+	if (atomic_fetch_sub(&cfg->refs_, 1) == 1)
+		config_destroy(cfg);
+}
+
+void gw_config_free(struct gw_config *cfg)
+{
+	gw_config_unref(cfg);
+}
+
+/* ------------------------------------------------------------ queries */
+
+const struct gw_site_config *gw_config_site(const struct gw_config *cfg,
+					    const char *name)
+{
+	size_t i;
+
+	if (!cfg || !name)
+		return NULL;
+	for (i = 0; i < cfg->n_sites; i++)
+		if (!strcmp(cfg->sites[i].name, name))
+			return &cfg->sites[i];
+	return NULL;
+}
+
+int gw_config_map_user(const struct gw_site_config *site,
+		       const char *gateway_user, char *out, size_t len)
+{
+	const char *to = NULL;
+	size_t i;
+
+	if (!site || !gateway_user || !jwt_user_name_valid(gateway_user))
+		return -EINVAL;
+	if (site->user_map_same) {
+		to = gateway_user;
+	} else {
+		for (i = 0; i < site->n_user_map; i++) {
+			if (!strcmp(site->user_map[i].from, gateway_user)) {
+				to = site->user_map[i].to;
+				break;
+			}
+		}
+	}
+	if (!to)
+		return -ENOENT;
+	if (strlen(to) >= len)
+		return -ENOSPC;
+	memcpy(out, to, strlen(to) + 1);
+	return 0;
+}
+
+bool gw_config_is_admin(const struct gw_config *cfg, const char *user)
+{
+	size_t i;
+
+	if (!cfg || !user)
+		return false;
+	for (i = 0; i < cfg->n_admins; i++)
+		if (!strcmp(cfg->admins[i], user))
+			return true;
+	return false;
+}
+
+/* Append to buf at *off, keeping it NUL-terminated and bounded. */
+static void append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*off >= len)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *off, len - *off, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	*off = *off + (size_t)n >= len ? len - 1 : *off + (size_t)n;
+}
+
+const char *gw_config_debug_str(const struct gw_config *cfg, char *buf,
+				size_t len)
+{
+	char tiers[256] = "";
+	size_t off = 0, i;
+
+	if (!buf || !len)
+		return buf;
+	buf[0] = '\0';
+	if (!cfg) {
+		append(buf, len, &off, "config (null)");
+		return buf;
+	}
+	if (cfg->tiers)
+		tier_names(cfg->tiers, tiers, sizeof(tiers));
+	append(buf, len, &off, "config %s listen=%s sites=", cfg->path,
+	       cfg->listen);
+	for (i = 0; i < cfg->n_sites; i++)
+		append(buf, len, &off, "%s%s", i ? "," : "",
+		       cfg->sites[i].name);
+	append(buf, len, &off,
+	       " tiers=%s user_key=%s ticket_key=%s munge=%s admins=%zu"
+	       " workers=%u refs=%d",
+	       tiers, cfg->user_key ? jwt_key_alg(cfg->user_key) : "none",
+	       cfg->ticket_key ? jwt_key_alg(cfg->ticket_key) : "none",
+	       cfg->munge_socket ? "on" : "off", cfg->n_admins, cfg->workers,
+	       atomic_load(&cfg->refs_));
+	return buf;
+}
+
+const char *gw_site_debug_str(const struct gw_site_config *s, char *buf,
+			      size_t len)
+{
+	size_t off = 0;
+
+	if (!buf || !len)
+		return buf;
+	buf[0] = '\0';
+	if (!s) {
+		append(buf, len, &off, "site (null)");
+		return buf;
+	}
+	append(buf, len, &off,
+	       "site %s kind=%s url=%s auth=%s user_map=", s->name, s->kind,
+	       s->url, gw_site_auth_name(s->auth));
+	if (s->user_map_same)
+		append(buf, len, &off, "same");
+	else
+		append(buf, len, &off, "%zu-users", s->n_user_map);
+	append(buf, len, &off,
+	       " partition=%s poll=%us timeout=%us max_conn=%u munge=%s",
+	       s->partition ? s->partition : "-", s->poll_interval_s,
+	       s->request_timeout_s, s->max_connections,
+	       s->munge_socket ? s->munge_socket : "-");
+	return buf;
+}
+
+int gw_config_check_main(const char *path)
+{
+	struct gw_config *cfg = NULL;
+	char err[1024], dbgs[1024];
+	int rv;
+
+	rv = gw_config_load(path, &cfg, err, sizeof(err));
+	if (rv) {
+		fprintf(stderr, "tiergated: %s\n", err);
+		return 1;
+	}
+	dbg("%s", gw_config_debug_str(cfg, dbgs, sizeof(dbgs)));
+	printf("ok\n");
+	gw_config_unref(cfg);
+	return 0;
+}

@@ -1,0 +1,69 @@
+/* gw.c: site lookup and the per-site circuit breaker (gw.h). */
+#include "gw.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "loop.h"
+#include "log.h"
+
+#define BREAKER_THRESHOLD 3   /* failures in a row open it */
+#define BREAKER_OPEN_MS 10000 /* then one trial call after this */
+
+static const char *const breaker_names[] = {
+	[BREAKER_CLOSED] = "closed",
+	[BREAKER_OPEN] = "open",
+	[BREAKER_HALF_OPEN] = "half_open",
+};
+
+const char *breaker_state_name(enum breaker_state s)
+{
+	return breaker_names[s];
+}
+
+struct gw_site *gw_site_find(struct gw *gw, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < gw->n_sites; i++)
+		if (!strcmp(gw->sites[i].cfg->name, name))
+			return &gw->sites[i];
+	return NULL;
+}
+
+bool gw_site_allows(struct gw_site *s)
+{
+	if (s->breaker != BREAKER_OPEN)
+		return true;
+	if (loop_clock_ms() < s->open_until_ms)
+		return false;
+	s->breaker = BREAKER_HALF_OPEN; /* one trial */
+	log_info("site %s: breaker half-open, trying again", s->cfg->name);
+	return true;
+}
+
+void gw_site_record(struct gw_site *s, bool ok, const char *error)
+{
+	if (ok) {
+		if (s->breaker != BREAKER_CLOSED)
+			log_info("site %s: breaker closed, site answers",
+				 s->cfg->name);
+		s->breaker = BREAKER_CLOSED;
+		s->consecutive_failures = 0;
+		s->last_ok = time(NULL);
+		return;
+	}
+	snprintf(s->last_error, sizeof(s->last_error), "%s",
+		 error ? error : "error");
+	if (++s->consecutive_failures >= BREAKER_THRESHOLD ||
+	    s->breaker == BREAKER_HALF_OPEN) {
+		if (s->breaker != BREAKER_OPEN)
+			log_warn("site %s: breaker open after %u failures: %s",
+				 s->cfg->name, s->consecutive_failures,
+				 s->last_error);
+		s->breaker = BREAKER_OPEN;
+		s->open_until_ms = loop_clock_ms() + BREAKER_OPEN_MS;
+	}
+}

@@ -1,0 +1,79 @@
+/*
+ * gw.h: the daemon's context, shared by the domain files (jobs, pollers,
+ * API handlers).  One per process, built and torn down by main.c in
+ * init/fini pairs.  Loop-thread only.
+ */
+#ifndef TIERGATE_GW_H
+#define TIERGATE_GW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct auth;
+struct gw_config;
+struct gw_site_config;
+struct http_client;
+struct http_server;
+struct jobs;
+struct loop;
+struct output_store;
+struct site;
+struct site_poller;
+struct store;
+struct worker_pool;
+
+#define BREAKER_STATES(X) X(CLOSED) X(OPEN) X(HALF_OPEN)
+enum breaker_state {
+#define BREAKER_ENUM_(name) BREAKER_##name,
+	BREAKER_STATES(BREAKER_ENUM_)
+#undef BREAKER_ENUM_
+};
+const char *breaker_state_name(enum breaker_state s);
+
+/* A site as the gateway sees it: the adapter plus health. */
+struct gw_site {
+	struct site *site;
+	const struct gw_site_config *cfg; /* borrowed from gw->cfg */
+	struct site_poller *poller;
+	/* circuit breaker: a sick site fails fast instead of piling up */
+	enum breaker_state breaker;
+	unsigned consecutive_failures;
+	uint64_t open_until_ms;
+	uint64_t upstream_calls; /* every call made to the site */
+	uint64_t polls;
+	int64_t last_ok; /* unix seconds, 0: never */
+	char last_error[256];
+};
+
+struct gw_metrics {
+	uint64_t jobs_submitted;
+	uint64_t jobs_adopted; /* found by tag instead of submitted again */
+	uint64_t events_received;
+	uint64_t events_duplicate;
+	uint64_t output_bytes;
+};
+
+struct gw {
+	struct loop *loop;
+	struct gw_config *cfg;
+	struct worker_pool *workers;
+	struct store *store;
+	struct output_store *output;
+	struct http_client *http;
+	struct auth *auth;
+	struct http_server *server;
+	struct jobs *jobs;
+	struct gw_site *sites;
+	size_t n_sites;
+	bool draining;
+	struct gw_metrics m;
+};
+
+struct gw_site *gw_site_find(struct gw *gw, const char *name);
+
+/* Breaker bookkeeping for every call a task makes to a site. */
+bool gw_site_allows(struct gw_site *s);
+void gw_site_record(struct gw_site *s, bool ok, const char *error);
+
+#endif

@@ -1,0 +1,968 @@
+/* jobs.c: see jobs.h. */
+#include "jobs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+#include "ticket.h"
+#include "tier.h"
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define SUBMIT_ATTEMPTS_MAX 8
+
+static const char *const job_task_state_names[] = {
+	JOB_TASK_STATES(TASK_STATE_NAME)};
+
+struct jobs {
+	struct gw *gw;
+	struct gw_job **by_id;
+	struct gw_job **by_slurm;
+	size_t n_buckets;
+	size_t n_jobs;
+	struct gw_job *newest, *oldest;
+	size_t per_state[STORE_JOB_STATE_COUNT_];
+};
+
+/* ---- index ------------------------------------------------------- */
+
+static uint64_t hash_str(const char *s, uint64_t h)
+{
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static size_t id_bucket(const struct jobs *js, const char *id)
+{
+	return hash_str(id, 1469598103934665603ull) & (js->n_buckets - 1);
+}
+
+static size_t slurm_bucket(const struct jobs *js, const char *site,
+			   uint32_t slurm_id)
+{
+	uint64_t h = hash_str(site, 1469598103934665603ull);
+
+	h = (h ^ slurm_id) * 1099511628211ull;
+	return h & (js->n_buckets - 1);
+}
+
+static void index_slurm(struct jobs *js, struct gw_job *j)
+{
+	size_t b;
+
+	if (j->in_slurm_index || j->rec.slurm_job_id == STORE_NULL)
+		return;
+	b = slurm_bucket(js, j->rec.site, (uint32_t)j->rec.slurm_job_id);
+	j->slurm_next = js->by_slurm[b];
+	js->by_slurm[b] = j;
+	j->in_slurm_index = true;
+}
+
+static int grow(struct jobs *js)
+{
+	size_t nb = js->n_buckets * 2, i;
+	struct gw_job **by_id = calloc(nb, sizeof(*by_id));
+	struct gw_job **by_slurm = calloc(nb, sizeof(*by_slurm));
+	struct gw_job *j;
+
+	if (!by_id || !by_slurm) {
+		free(by_id);
+		free(by_slurm);
+		return -ENOMEM;
+	}
+	free(js->by_id);
+	free(js->by_slurm);
+	js->by_id = by_id;
+	js->by_slurm = by_slurm;
+	js->n_buckets = nb;
+	for (j = js->oldest; j; j = j->newer) {
+		i = id_bucket(js, j->rec.id);
+		j->id_next = js->by_id[i];
+		js->by_id[i] = j;
+		j->in_slurm_index = false;
+		index_slurm(js, j);
+	}
+	return 0;
+}
+
+static int index_add(struct jobs *js, struct gw_job *j)
+{
+	size_t b;
+
+	if (js->n_jobs + 1 > js->n_buckets && grow(js))
+		return -ENOMEM;
+	b = id_bucket(js, j->rec.id);
+	j->id_next = js->by_id[b];
+	js->by_id[b] = j;
+	index_slurm(js, j);
+	j->older = js->newest;
+	if (js->newest)
+		js->newest->newer = j;
+	else
+		js->oldest = j;
+	js->newest = j;
+	js->n_jobs++;
+	js->per_state[j->rec.state]++;
+	return 0;
+}
+
+struct gw_job *jobs_find(struct jobs *js, const char *id)
+{
+	struct gw_job *j;
+
+	for (j = js->by_id[id_bucket(js, id)]; j; j = j->id_next)
+		if (!strcmp(j->rec.id, id))
+			return j;
+	return NULL;
+}
+
+struct gw_job *jobs_find_slurm(struct jobs *js, const char *site,
+			       uint32_t slurm_id)
+{
+	struct gw_job *j;
+
+	for (j = js->by_slurm[slurm_bucket(js, site, slurm_id)]; j;
+	     j = j->slurm_next)
+		if (j->rec.slurm_job_id == slurm_id &&
+		    !strcmp(j->rec.site, site))
+			return j;
+	return NULL;
+}
+
+void jobs_foreach(struct jobs *js, int (*fn)(struct gw_job *j, void *arg),
+		  void *arg)
+{
+	struct gw_job *j;
+
+	for (j = js->newest; j; j = j->older)
+		if (fn(j, arg))
+			break;
+}
+
+size_t jobs_count(const struct jobs *js, enum store_job_state state)
+{
+	return js->per_state[state];
+}
+
+bool job_final(const struct gw_job *j)
+{
+	return store_job_state_final(j->rec.state);
+}
+
+static void set_state(struct gw_job *j, enum store_job_state s)
+{
+	if (j->rec.state == s)
+		return;
+	j->jobs->per_state[j->rec.state]--;
+	j->jobs->per_state[s]++;
+	dbg("job %s: %s -> %s", j->rec.id, store_job_state_name(j->rec.state),
+	    store_job_state_name(s));
+	j->rec.state = s;
+	j->rec.updated_at = time(NULL);
+	j->dirty |= STORE_F(STATE) | STORE_F(UPDATED_AT);
+}
+
+static void set_str(char **field, const char *v)
+{
+	if ((!*field && !v) || (*field && v && !strcmp(*field, v)))
+		return;
+	free(*field);
+	*field = v ? strdup(v) : NULL;
+}
+
+/* ---- JSON ---------------------------------------------------------- */
+
+static json_t *str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *int_or_null(int64_t v)
+{
+	return v == STORE_NULL ? json_null() : json_integer(v);
+}
+
+json_t *job_to_json(const struct gw_job *j)
+{
+	const struct store_job *r = &j->rec;
+	const struct tier *t = j->jobs->gw->cfg->tiers && r->tier ?
+				       tier_find(j->jobs->gw->cfg->tiers,
+						 r->tier) :
+				       NULL;
+	json_t *o = json_object(), *slurm = json_object(), *usage =
+							    json_object();
+	json_t *err = json_null();
+
+	json_object_set_new(slurm, "job_id", int_or_null(r->slurm_job_id));
+	json_object_set_new(slurm, "state", str_or_null(r->slurm_state));
+	json_object_set_new(slurm, "reason", str_or_null(r->reason));
+	json_object_set_new(slurm, "exit_code", int_or_null(r->exit_code));
+	json_object_set_new(slurm, "signal", int_or_null(r->signal));
+	json_object_set_new(usage, "cpu_seconds", json_real(r->cpu_seconds));
+	json_object_set_new(usage, "rate", json_real(t ? t->rate : 0));
+	json_object_set_new(usage, "charge", json_real(r->charge));
+	if (r->error_code) {
+		err = json_object();
+		json_object_set_new(err, "code", json_string(r->error_code));
+		json_object_set_new(err, "message",
+				    str_or_null(r->error_message));
+	}
+	json_object_set_new(o, "id", json_string(r->id));
+	json_object_set_new(o, "site", json_string(r->site));
+	json_object_set_new(o, "user", json_string(r->user));
+	json_object_set_new(o, "tier", str_or_null(r->tier));
+	json_object_set_new(o, "name", str_or_null(r->name));
+	json_object_set_new(o, "state",
+			    json_string(store_job_state_name(r->state)));
+	json_object_set_new(o, "slurm", slurm);
+	json_object_set_new(o, "created_at", json_integer(r->created_at));
+	json_object_set_new(o, "updated_at", json_integer(r->updated_at));
+	json_object_set_new(o, "cancel_requested",
+			    json_boolean(r->cancel_requested));
+	json_object_set_new(o, "ended_by", str_or_null(r->ended_by));
+	json_object_set_new(o, "error", err);
+	json_object_set_new(o, "usage", usage);
+	json_object_set_new(o, "request_id", str_or_null(r->request_id));
+	return o;
+}
+
+const char *job_debug_str(const struct gw_job *j, char *buf, size_t len)
+{
+	snprintf(buf, len, "job %s site=%s slurm=%lld user=%s tier=%s %s%s",
+		 j->rec.id, j->rec.site,
+		 j->rec.slurm_job_id == STORE_NULL ?
+			 -1LL :
+			 (long long)j->rec.slurm_job_id,
+		 j->rec.user, j->rec.tier ? j->rec.tier : "-",
+		 store_job_state_name(j->rec.state),
+		 j->cancel_pending ? " cancel-pending" : "");
+	return buf;
+}
+
+static void job_task_debug_str(const struct task *t, char *buf, size_t len)
+{
+	const struct gw_job *j = (const struct gw_job *)t;
+
+	job_debug_str(j, buf, len);
+}
+
+/* ---- the job's task ------------------------------------------------ */
+
+static void journal(struct gw_job *j, int expect_state)
+{
+	int rv;
+
+	store_req_reset(&j->sreq);
+	j->sreq.task = &j->task;
+	rv = store_job_update(j->jobs->gw->store, &j->sreq, &j->rec, j->dirty,
+			      expect_state);
+	if (rv) {
+		log_err("job %s: journal failed: %s", j->rec.id,
+			store_strerror(rv));
+		j->sreq.rv = rv;
+		task_wake(&j->task, TASK_WAKE_WORKER);
+	} else {
+		j->dirty = 0;
+	}
+	task_wait_on(&j->task, "store commit");
+}
+
+static void finish(struct gw_job *j, enum store_job_state s,
+		   const char *ended_by)
+{
+	set_state(j, s);
+	if (ended_by && !j->rec.ended_by) {
+		set_str(&j->rec.ended_by, ended_by);
+		j->dirty |= STORE_F(ENDED_BY);
+	}
+	set_str(&j->rec.intent, NULL);
+	j->dirty |= STORE_F(INTENT);
+	task_set_state(&j->task, FINISHING);
+	journal(j, -1);
+}
+
+static const struct site_cred *submit_cred(struct gw_job *j,
+					   struct site_cred *c)
+{
+	c->user = j->site_user;
+	c->token = NULL; /* jwt-key: the adapter mints one for c->user */
+	return c;
+}
+
+/* The job's environment: the user's, plus the ticket and the tier. */
+static json_t *job_environment(struct gw_job *j, char *err, size_t errlen)
+{
+	struct gw_config *cfg = j->jobs->gw->cfg;
+	json_t *req = json_loads(j->rec.request_body, 0, NULL);
+	json_t *env = json_object(), *user_env;
+	struct ticket t = {0};
+	const char *k;
+	json_t *v;
+	char *tok = NULL;
+
+	user_env = req ? json_object_get(req, "environment") : NULL;
+	json_object_set_new(env, "PATH", json_string("/usr/bin:/bin"));
+	json_object_foreach(user_env, k, v)
+		json_object_set(env, k, v);
+	json_decref(req);
+
+	snprintf(t.user, sizeof(t.user), "%s", j->site_user);
+	snprintf(t.tier, sizeof(t.tier), "%s", j->rec.tier);
+	snprintf(t.job_id, sizeof(t.job_id), "%s", j->rec.id);
+	snprintf(t.site, sizeof(t.site), "%s", j->rec.site);
+	t.iat = time(NULL);
+	t.exp = t.iat + cfg->ticket_ttl_s;
+	if (ticket_sign(cfg->ticket_key, &t, &tok, err, errlen)) {
+		json_decref(env);
+		return NULL;
+	}
+	json_object_set_new(env, "TIERGATE_TICKET", json_string(tok));
+	explicit_bzero(tok, strlen(tok));
+	free(tok);
+	json_object_set_new(env, "_SLURM_SPANK_OPTION_tiergate_cpu_tier",
+			    json_string(j->rec.tier));
+	json_object_set_new(env,
+			    "SLURM_SPANK__SLURM_SPANK_OPTION_tiergate_cpu_tier",
+			    json_string(j->rec.tier));
+	if (j->rec.request_id)
+		json_object_set_new(env, "TIERGATE_REQUEST_ID",
+				    json_string(j->rec.request_id));
+	return env;
+}
+
+static uint32_t req_uint(const json_t *req, const char *k)
+{
+	const json_t *res = json_object_get(req, "resources");
+	json_int_t v = json_integer_value(json_object_get(res, k));
+
+	return v > 0 && v < UINT32_MAX ? (uint32_t)v : 0;
+}
+
+static int start_submit(struct gw_job *j)
+{
+	struct site_submit sub = {0};
+	struct site_cred cred;
+	char err[256];
+	json_t *env, *req;
+	int rv;
+
+	env = job_environment(j, err, sizeof(err));
+	if (!env) {
+		log_err("job %s: cannot sign its ticket: %s", j->rec.id, err);
+		return -EINVAL;
+	}
+	req = json_loads(j->rec.request_body, 0, NULL);
+	sub.tag = j->rec.id;
+	sub.script = json_string_value(json_object_get(req, "script"));
+	sub.partition = j->site->cfg->partition;
+	sub.environment = env;
+	sub.tasks = req_uint(req, "ntasks");
+	sub.cpus_per_task = req_uint(req, "cpus_per_task");
+	sub.time_limit_min = req_uint(req, "time_limit_min");
+	site_call_reset(&j->call);
+	j->call.task = &j->task;
+	j->site->upstream_calls++;
+	rv = site_submit(j->site->site, submit_cred(j, &cred), &sub, &j->call);
+	json_decref(env);
+	json_decref(req);
+	task_wait_on(&j->task, "site submit");
+	return rv;
+}
+
+static int start_find(struct gw_job *j)
+{
+	struct site_cred cred;
+
+	site_call_reset(&j->call);
+	j->call.task = &j->task;
+	j->site->upstream_calls++;
+	task_wait_on(&j->task, "site find-by-tag");
+	return site_find_by_tag(j->site->site, submit_cred(j, &cred),
+				j->rec.id, &j->call);
+}
+
+static int start_cancel(struct gw_job *j)
+{
+	struct site_cred cred;
+
+	site_call_reset(&j->call);
+	j->call.task = &j->task;
+	j->site->upstream_calls++;
+	task_wait_on(&j->task, "site cancel");
+	return site_cancel(j->site->site, submit_cred(j, &cred),
+			   (uint32_t)j->rec.slurm_job_id, &j->call);
+}
+
+static enum task_step backoff(struct gw_job *j, enum job_task_state then)
+{
+	uint64_t ms = BACKOFF_MIN_MS << (j->attempts < 6 ? j->attempts : 6);
+
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	j->attempts++;
+	j->after_backoff = then;
+	task_set_state(&j->task, BACKOFF);
+	task_sleep(&j->task, ms);
+	task_wait_on(&j->task, "backoff");
+	return TASK_WAIT;
+}
+
+/* Go to `s` and start its call; failures to even start back off. */
+static enum task_step enter(struct gw_job *j, enum job_task_state s)
+{
+	int rv = 0;
+
+	if ((s == FINDING || s == SUBMITTING || s == CANCELLING) &&
+	    !gw_site_allows(j->site))
+		return backoff(j, s);
+	task_set_state(&j->task, s);
+	switch (s) {
+	case FINDING:
+		rv = start_find(j);
+		break;
+	case SUBMITTING:
+		rv = start_submit(j);
+		break;
+	case CANCELLING:
+		rv = start_cancel(j);
+		break;
+	case MARKING:
+		set_state(j, STORE_JOB_SUBMITTING);
+		set_str(&j->rec.intent, "submit");
+		j->rec.intent_at = time(NULL);
+		j->rec.submit_attempts++;
+		j->dirty |= STORE_F(INTENT) | STORE_F(INTENT_AT) |
+			    STORE_F(SUBMIT_ATTEMPTS);
+		journal(j, -1);
+		break;
+	case TRACKING:
+		task_wait_on(&j->task, "site poller");
+		break;
+	case JOURNALING:
+	case RECORDING:
+	case SAVING:
+	case BACKOFF:
+	case FINISHING:
+		break;
+	}
+	if (rv) {
+		log_err("job %s: cannot start %s: %s", j->rec.id,
+			job_task_state_names[s], strerror(-rv));
+		return backoff(j, s);
+	}
+	return TASK_WAIT;
+}
+
+static void record_site_id(struct gw_job *j, uint32_t slurm_id)
+{
+	j->rec.slurm_job_id = slurm_id;
+	set_state(j, STORE_JOB_PENDING);
+	set_str(&j->rec.intent, NULL);
+	j->dirty |= STORE_F(SLURM_JOB_ID) | STORE_F(INTENT);
+	index_slurm(j->jobs, j);
+	task_set_state(&j->task, RECORDING);
+	journal(j, -1);
+}
+
+static enum task_step after_site_call(struct gw_job *j)
+{
+	struct site_result *r = &j->call.result;
+	bool transient = site_err_transient(r->err) || r->outcome_unknown;
+
+	gw_site_record(j->site, r->err == SITE_ERR_OK ||
+				       !site_err_transient(r->err),
+		       r->message);
+	switch ((enum job_task_state)j->task.state) {
+	case FINDING:
+		if (r->err == SITE_ERR_OK && r->n_jobs > 0) {
+			uint32_t id = r->jobs[0].job_id;
+			size_t i;
+
+			for (i = 1; i < r->n_jobs; i++)
+				if (r->jobs[i].job_id < id)
+					id = r->jobs[i].job_id;
+			if (r->n_jobs > 1)
+				log_err("job %s: %zu Slurm jobs on %s carry its tag; adopting the first, %u",
+					j->rec.id, r->n_jobs, j->rec.site, id);
+			log_info("job %s: adopted Slurm job %u on %s (found by tag)",
+				 j->rec.id, id, j->rec.site);
+			j->jobs->gw->m.jobs_adopted++;
+			j->attempts = 0;
+			record_site_id(j, id);
+			return TASK_WAIT;
+		}
+		if (r->err == SITE_ERR_OK || r->err == SITE_ERR_NOT_FOUND) {
+			if (j->cancel_pending) {
+				finish(j, STORE_JOB_CANCELLED,
+				       j->rec.ended_by ? NULL :
+							 "gateway:cancelled before submit");
+				return TASK_WAIT;
+			}
+			/* the site has none: the journaled intent stands, submit */
+			j->rec.submit_attempts++;
+			j->dirty |= STORE_F(SUBMIT_ATTEMPTS);
+			return enter(j, SUBMITTING);
+		}
+		return backoff(j, FINDING);
+	case SUBMITTING:
+		if (r->err == SITE_ERR_OK) {
+			log_info("job %s: submitted to %s as Slurm job %u",
+				 j->rec.id, j->rec.site, r->job_id);
+			j->jobs->gw->m.jobs_submitted++;
+			j->attempts = 0;
+			record_site_id(j, r->job_id);
+			return TASK_WAIT;
+		}
+		if (transient) {
+			log_warn("job %s: submit to %s: %s; will look for it by tag",
+				 j->rec.id, j->rec.site, r->message);
+			if (j->rec.submit_attempts >= SUBMIT_ATTEMPTS_MAX) {
+				set_str(&j->rec.error_code,
+					site_err_api_code(r->err));
+				set_str(&j->rec.error_message, r->message);
+				j->dirty |= STORE_F(ERROR_CODE) |
+					    STORE_F(ERROR_MESSAGE);
+				finish(j, STORE_JOB_REJECTED,
+				       "gateway:site unavailable");
+				return TASK_WAIT;
+			}
+			return backoff(j, FINDING);
+		}
+		log_info("job %s: %s refused it: %s", j->rec.id, j->rec.site,
+			 r->message);
+		set_str(&j->rec.error_code, site_err_api_code(r->err));
+		set_str(&j->rec.error_message, r->message);
+		j->dirty |= STORE_F(ERROR_CODE) | STORE_F(ERROR_MESSAGE);
+		finish(j, STORE_JOB_REJECTED, "site");
+		return TASK_WAIT;
+	case CANCELLING:
+		if (r->err == SITE_ERR_OK || r->err == SITE_ERR_NOT_FOUND) {
+			j->cancel_pending = false;
+			j->attempts = 0;
+			return enter(j, TRACKING);
+		}
+		return backoff(j, CANCELLING);
+	case JOURNALING:
+	case MARKING:
+	case RECORDING:
+	case TRACKING:
+	case SAVING:
+	case BACKOFF:
+	case FINISHING:
+		break;
+	}
+	return TASK_WAIT;
+}
+
+static enum task_step after_journal(struct gw_job *j)
+{
+	int rv = j->sreq.rv;
+
+	if (rv) {
+		/* disk full, I/O error: keep the job in memory, retry */
+		log_err("job %s: journal in %s failed: %s", j->rec.id,
+			job_task_state_names[j->task.state], store_strerror(rv));
+		return backoff(j, (enum job_task_state)j->task.state);
+	}
+	switch ((enum job_task_state)j->task.state) {
+	case JOURNALING:
+		if (j->created_cb) {
+			j->created_cb(j, 0, j->created_arg);
+			j->created_cb = NULL;
+		}
+		if (j->cancel_pending) {
+			finish(j, STORE_JOB_CANCELLED, NULL);
+			return TASK_WAIT;
+		}
+		return enter(j, MARKING);
+	case MARKING:
+		/* a retry (or a restart) never submits blindly */
+		return enter(j, j->rec.submit_attempts > 1 ? FINDING :
+							     SUBMITTING);
+	case RECORDING:
+	case SAVING:
+		if (job_final(j)) {
+			task_set_state(&j->task, FINISHING);
+			return TASK_DONE;
+		}
+		if (j->cancel_pending && j->rec.slurm_job_id != STORE_NULL)
+			return enter(j, CANCELLING);
+		if (j->dirty) {
+			task_set_state(&j->task, SAVING);
+			journal(j, -1);
+			return TASK_WAIT;
+		}
+		return enter(j, TRACKING);
+	case FINISHING:
+		return TASK_DONE;
+	case FINDING:
+	case SUBMITTING:
+	case TRACKING:
+	case CANCELLING:
+	case BACKOFF:
+		break;
+	}
+	return TASK_WAIT;
+}
+
+static enum task_step job_step(struct task *t, unsigned wake)
+{
+	struct gw_job *j = (struct gw_job *)t;
+
+	if ((wake & TASK_WAKE_CANCEL) && !job_final(j))
+		j->cancel_pending = true; /* applied below, in its turn */
+
+	switch ((enum job_task_state)t->state) {
+	case JOURNALING:
+	case MARKING:
+	case RECORDING:
+	case SAVING:
+	case FINISHING:
+		if (store_req_pending(&j->sreq))
+			return TASK_WAIT;
+		if (!(wake & (TASK_WAKE_WORKER | TASK_WAKE_START)) &&
+		    t->state != SAVING)
+			return TASK_WAIT;
+		if (wake & TASK_WAKE_START) {
+			/* resumed from the store after a restart */
+			if (j->cancel_pending &&
+			    j->rec.slurm_job_id == STORE_NULL &&
+			    j->rec.state == STORE_JOB_ACCEPTED) {
+				finish(j, STORE_JOB_CANCELLED,
+				       "gateway:cancelled before submit");
+				return TASK_WAIT;
+			}
+			if (j->rec.state == STORE_JOB_ACCEPTED)
+				return enter(j, MARKING);
+			if (j->rec.state == STORE_JOB_SUBMITTING)
+				return enter(j, FINDING);
+			return enter(j, j->cancel_pending ? CANCELLING :
+							    TRACKING);
+		}
+		return after_journal(j);
+	case FINDING:
+	case SUBMITTING:
+	case CANCELLING:
+		if (!site_call_done(&j->call))
+			return TASK_WAIT;
+		return after_site_call(j);
+	case BACKOFF:
+		if (!(wake & TASK_WAKE_TIMER))
+			return TASK_WAIT;
+		if (j->after_backoff == MARKING ||
+		    j->after_backoff == FINISHING ||
+		    j->after_backoff == RECORDING ||
+		    j->after_backoff == SAVING) {
+			task_set_state(t, j->after_backoff);
+			journal(j, -1);
+			return TASK_WAIT;
+		}
+		return enter(j, j->after_backoff);
+	case TRACKING:
+		if (job_final(j) || j->dirty) {
+			task_set_state(t, SAVING);
+			journal(j, -1);
+			return TASK_WAIT;
+		}
+		if (j->cancel_pending)
+			return enter(j, CANCELLING);
+		return TASK_WAIT;
+	}
+	return TASK_WAIT;
+}
+
+static void job_destroy(struct task *t)
+{
+	struct gw_job *j = (struct gw_job *)t;
+
+	/* the record stays in the index: only the task ends */
+	store_req_reset(&j->sreq);
+}
+
+static const struct task_ops job_task_ops = {
+	.kind = "job",
+	.state_names = job_task_state_names,
+	.n_states = sizeof(job_task_state_names) /
+		    sizeof(job_task_state_names[0]),
+	.step = job_step,
+	.debug_str = job_task_debug_str,
+	.destroy = job_destroy,
+};
+
+static int start_task(struct gw_job *j, enum job_task_state s)
+{
+	int rv = task_start(j->jobs->gw->loop, &j->task, &job_task_ops);
+
+	if (!rv)
+		j->task.state = s;
+	return rv;
+}
+
+/* ---- creation and loading ------------------------------------------ */
+
+static struct gw_job *job_alloc(struct jobs *js, struct store_job *rec)
+{
+	struct gw_job *j = calloc(1, sizeof(*j));
+	const struct gw_site_config *sc;
+
+	if (!j)
+		return NULL;
+	j->jobs = js;
+	j->rec = *rec; /* takes the strings */
+	j->site = gw_site_find(js->gw, rec->site);
+	j->cancel_pending = rec->cancel_requested && !job_final(j);
+	sc = j->site ? j->site->cfg : NULL;
+	if (!sc || gw_config_map_user(sc, rec->user, j->site_user,
+				      sizeof(j->site_user)))
+		snprintf(j->site_user, sizeof(j->site_user), "%s", rec->user);
+	return j;
+}
+
+static void new_id(char *buf, size_t len)
+{
+	unsigned char r[6];
+	size_t i;
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		for (i = 0; i < sizeof(r); i++)
+			r[i] = (unsigned char)rand();
+	snprintf(buf, len, "j-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2],
+		 r[3], r[4], r[5]);
+}
+
+static void on_created(struct store_req *r)
+{
+	struct gw_job *j = r->arg;
+	struct jobs *js = j->jobs;
+	void (*cb)(struct gw_job *, int, void *) = j->created_cb;
+	void *arg = j->created_arg;
+	struct gw_job *other;
+
+	j->created_cb = NULL;
+	r->cb = NULL; /* from now on the task waits on its own requests */
+	r->arg = NULL;
+	if (r->rv == 0 && !r->existed) {
+		/* durable: index it and let its task carry it */
+		if (index_add(js, j) || start_task(j, JOURNALING)) {
+			cb(NULL, -ENOMEM, arg);
+			return;
+		}
+		cb(j, 0, arg);
+		task_wake(&j->task, TASK_WAKE_WORKER);
+		return;
+	}
+	/* an idempotent replay, a mismatch, or a failure: not ours */
+	other = r->job ? jobs_find(js, r->job->id) : NULL;
+	/* rv 1: the same request again (Idempotency-Key) */
+	cb(other, r->existed ? (other ? 1 : -ENOENT) : r->rv, arg);
+	store_req_reset(r);
+	store_job_clear(&j->rec);
+	free(j);
+}
+
+int jobs_create(struct jobs *js, const struct job_request *req,
+		void (*cb)(struct gw_job *j, int rv, void *arg), void *arg)
+{
+	struct store_job rec;
+	struct gw_job *j;
+	char id[32];
+	int rv;
+
+	store_job_init(&rec);
+	new_id(id, sizeof(id));
+	rec.id = strdup(id);
+	rec.site = strdup(req->site);
+	rec.user = strdup(req->user);
+	rec.tier = strdup(req->tier);
+	rec.name = req->name ? strdup(req->name) : NULL;
+	rec.state = STORE_JOB_ACCEPTED;
+	rec.request_body = strdup(req->request_body);
+	rec.idem_key = req->idempotency_key ? strdup(req->idempotency_key) :
+					      NULL;
+	rec.body_hash = req->body_hash ? strdup(req->body_hash) : NULL;
+	rec.request_id = req->request_id ? strdup(req->request_id) : NULL;
+	rec.tag = strdup(id);
+	rec.created_at = rec.updated_at = time(NULL);
+	j = job_alloc(js, &rec);
+	if (!j || !rec.id || !rec.site || !rec.user || !rec.request_body) {
+		if (j)
+			store_job_clear(&j->rec);
+		else
+			store_job_clear(&rec);
+		free(j);
+		return -ENOMEM;
+	}
+	j->created_cb = cb;
+	j->created_arg = arg;
+	j->sreq.cb = on_created;
+	j->sreq.arg = j;
+	rv = store_job_insert(js->gw->store, &j->sreq, &j->rec);
+	if (rv) {
+		store_job_clear(&j->rec);
+		free(j);
+	}
+	return rv;
+}
+
+static int load_one(struct store_job *rec, void *arg)
+{
+	struct jobs *js = arg;
+	struct gw_job *j = job_alloc(js, rec);
+
+	free(rec); /* job_alloc took its strings */
+	if (!j || index_add(js, j))
+		return -ENOMEM;
+	if (job_final(j))
+		return 0;
+	if (!j->site) {
+		log_err("job %s: site '%s' is not configured any more; left as %s",
+			j->rec.id, j->rec.site,
+			store_job_state_name(j->rec.state));
+		return 0;
+	}
+	return start_task(j, JOURNALING) ? -ENOMEM : 0;
+}
+
+int jobs_load(struct jobs *js, size_t *n_loaded)
+{
+	size_t n = 0;
+	int rv = store_load_all(js->gw->store, STORE_LOAD_BODY, load_one, js,
+				&n);
+
+	if (n_loaded)
+		*n_loaded = n;
+	return rv;
+}
+
+int jobs_new(struct gw *gw, struct jobs **out)
+{
+	struct jobs *js = calloc(1, sizeof(*js));
+
+	if (!js)
+		return -ENOMEM;
+	js->gw = gw;
+	js->n_buckets = 1024;
+	js->by_id = calloc(js->n_buckets, sizeof(*js->by_id));
+	js->by_slurm = calloc(js->n_buckets, sizeof(*js->by_slurm));
+	if (!js->by_id || !js->by_slurm) {
+		jobs_free(js);
+		return -ENOMEM;
+	}
+	*out = js;
+	return 0;
+}
+
+void jobs_free(struct jobs *js)
+{
+	struct gw_job *j, *older;
+
+	if (!js)
+		return;
+	/* after loop_free: no task step can run any more */
+	for (j = js->newest; j; j = older) {
+		older = j->older;
+		store_req_reset(&j->sreq);
+		site_result_clear(&j->call.result);
+		store_job_clear(&j->rec);
+		free(j);
+	}
+	free(js->by_id);
+	free(js->by_slurm);
+	free(js);
+}
+
+/* ---- what others tell a job ---------------------------------------- */
+
+void job_request_cancel(struct gw_job *j, const char *who)
+{
+	if (job_final(j))
+		return;
+	if (!j->rec.cancel_requested) {
+		j->rec.cancel_requested = true;
+		j->dirty |= STORE_F(CANCEL_REQUESTED);
+		set_str(&j->rec.ended_by, who);
+		j->dirty |= STORE_F(ENDED_BY);
+		j->rec.updated_at = time(NULL);
+	}
+	if (j->task.ops && !j->task.destroyed)
+		task_cancel(&j->task, who);
+}
+
+static enum store_job_state from_tg(enum tg_job_state s)
+{
+	int st = store_job_state_parse(tg_job_state_name(s));
+
+	return st < 0 ? STORE_JOB_UNKNOWN : (enum store_job_state)st;
+}
+
+void job_apply_site(struct gw_job *j, const struct site_job *sj)
+{
+	const struct slurm_status *st = &sj->status;
+	enum store_job_state s = from_tg(st->state);
+
+	if (job_final(j))
+		return;
+	if (!j->rec.slurm_state || strcmp(j->rec.slurm_state, st->slurm_name)) {
+		set_str(&j->rec.slurm_state, st->slurm_name);
+		j->dirty |= STORE_F(SLURM_STATE);
+	}
+	if (!j->rec.reason || strcmp(j->rec.reason, st->reason)) {
+		set_str(&j->rec.reason, st->reason);
+		j->dirty |= STORE_F(REASON);
+	}
+	if (st->exit.known) {
+		j->rec.exit_code = st->exit.code;
+		j->rec.signal = st->exit.signal ? st->exit.signal : STORE_NULL;
+		j->dirty |= STORE_F(EXIT_CODE) | STORE_F(SIGNAL);
+	}
+	if (s != STORE_JOB_ACCEPTED && s != STORE_JOB_SUBMITTING)
+		set_state(j, s);
+	if (store_job_state_final(s) && !j->rec.ended_by) {
+		set_str(&j->rec.ended_by, "site");
+		j->dirty |= STORE_F(ENDED_BY);
+	}
+	if (j->dirty && j->task.ops && !j->task.destroyed)
+		task_wake(&j->task, TASK_WAKE_USER);
+}
+
+void job_apply_missing(struct gw_job *j)
+{
+	if (job_final(j) || j->rec.slurm_job_id == STORE_NULL)
+		return;
+	/* never a guessed completed/failed: the plugin's events may still
+	 * tell; until then the honest answer is unknown */
+	log_warn("job %s: %s no longer knows Slurm job %lld; state unknown",
+		 j->rec.id, j->rec.site, (long long)j->rec.slurm_job_id);
+	set_state(j, STORE_JOB_UNKNOWN);
+	if (j->task.ops && !j->task.destroyed)
+		task_wake(&j->task, TASK_WAKE_USER);
+}
+
+void job_apply_event(struct gw_job *j, const json_t *ev)
+{
+	const char *kind = json_string_value(json_object_get(ev, "kind"));
+	const char *step = json_string_value(json_object_get(ev, "step"));
+	const struct tier *t;
+
+	if (!kind || !step)
+		return;
+	if (!strcmp(kind, "step_end")) {
+		j->rec.cpu_seconds +=
+			json_number_value(json_object_get(ev, "cpu_seconds"));
+		t = j->jobs->gw->cfg->tiers && j->rec.tier ?
+			    tier_find(j->jobs->gw->cfg->tiers, j->rec.tier) :
+			    NULL;
+		j->rec.charge = j->rec.cpu_seconds * (t ? t->rate : 0);
+	}
+	if (!strcmp(kind, "task_exit") && !strcmp(step, "batch") &&
+	    json_is_integer(json_object_get(ev, "exit_code")))
+		j->rec.exit_code =
+			json_integer_value(json_object_get(ev, "exit_code"));
+}

@@ -1,0 +1,326 @@
+/*
+ * tiergated: the gateway daemon.  main() reads as init/fini pairs; each
+ * part lives in its own file (loop, workers, store, output, auth, sites,
+ * jobs, pollers, HTTP).  Only main() exits on an error.
+ *
+ *   tiergated [-c FILE]                  serve (foreground)
+ *   tiergated [-c FILE] --check-config   check the config and exit
+ *   tiergated [-c FILE] mint-token --user U [--admin] [--ttl S]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "auth.h"
+#include "config.h"
+#include "gw.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "jobs.h"
+#include "log.h"
+#include "loop.h"
+#include "output_store.h"
+#include "site.h"
+#include "site_poller.h"
+#include "store.h"
+#include "task.h"
+#include "worker.h"
+
+static struct gw gw;
+static struct loop_timer stall_timer, drain_timer;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tiergated [-c FILE]                 serve\n"
+		"       tiergated [-c FILE] --check-config  check FILE and exit\n"
+		"       tiergated [-c FILE] mint-token --user U [--admin] [--ttl S]\n"
+		"FILE defaults to %s; TIERGATE_DEBUG=REGEX enables debug lines.\n",
+		GW_CONF_DEFAULT_PATH);
+}
+
+/* ---- signals ------------------------------------------------------- */
+
+static void drain_done(struct loop_timer *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	log_info("drained; exiting");
+	loop_stop(gw.loop);
+}
+
+static void on_term(struct loop_signal *s, int signo, void *arg)
+{
+	size_t i;
+
+	(void)s;
+	(void)arg;
+	if (gw.draining) {
+		log_warn("signal %d again: exiting now", signo);
+		loop_stop(gw.loop);
+		return;
+	}
+	log_info("signal %d: draining (at most %us); every accepted job is journaled and resumes at the next start",
+		 signo, gw.cfg->drain_timeout_s);
+	gw.draining = true;
+	http_server_quiesce(gw.server);
+	for (i = 0; i < gw.n_sites; i++)
+		site_poller_stop(gw.sites[i].poller);
+	/* in-flight requests get their answers; then stop */
+	loop_timer_start(gw.loop, &drain_timer,
+			 gw.cfg->drain_timeout_s < 1 ? 1000 : 1000,
+			 drain_done, NULL);
+}
+
+static void on_hup(struct loop_signal *s, int signo, void *arg)
+{
+	struct gw_config *n;
+	char err[512];
+
+	(void)s;
+	(void)signo;
+	(void)arg;
+	if (gw_config_load(gw.cfg->path, &n, err, sizeof(err))) {
+		log_err("SIGHUP: config refused, the old one stays: %s", err);
+		return;
+	}
+	auth_set_config(gw.auth, n);
+	log_info("SIGHUP: config reloaded from %s (site and listen changes need a restart)",
+		 n->path);
+	/* sites and jobs keep pointers into the config they started with */
+	gw_config_unref(n);
+}
+
+static void on_usr1(struct loop_signal *s, int signo, void *arg)
+{
+	char buf[512];
+
+	(void)s;
+	(void)signo;
+	(void)arg;
+	log_info("SIGUSR1: %s", loop_debug_str(gw.loop, buf, sizeof(buf)));
+	task_dump(gw.loop);
+}
+
+static void stall_check(struct loop_timer *t, void *arg)
+{
+	uint64_t ms = gw.cfg->stall_threshold_s * 1000ull;
+
+	(void)arg;
+	task_report_stalled(gw.loop, ms);
+	loop_timer_start(gw.loop, t, ms / 2 ? ms / 2 : 1000, stall_check, NULL);
+}
+
+/* ---- init/fini pairs ------------------------------------------------ */
+
+static int sites_init(void)
+{
+	size_t i;
+	char err[256];
+
+	gw.sites = calloc(gw.cfg->n_sites, sizeof(*gw.sites));
+	if (!gw.sites)
+		return -ENOMEM;
+	for (i = 0; i < gw.cfg->n_sites; i++) {
+		const struct gw_site_config *c = &gw.cfg->sites[i];
+		struct site_config sc = {
+			.name = c->name,
+			.kind = c->kind,
+			.url = c->url,
+			.jwt_key = c->jwt_key_path,
+			.partition = c->partition,
+			.request_timeout_s = c->request_timeout_s,
+			.max_connections = c->max_connections,
+			.jwt_lifetime_s = c->jwt_lifetime_s,
+		};
+
+		site_auth_parse(gw_site_auth_name(c->auth), &sc.auth);
+		gw.sites[i].cfg = c;
+		gw.sites[i].site = site_new(gw.loop, gw.http, &sc, err,
+					    sizeof(err));
+		if (!gw.sites[i].site) {
+			log_err("site %s: %s", c->name, err);
+			return -EINVAL;
+		}
+		gw.n_sites++;
+	}
+	return 0;
+}
+
+static void sites_fini(void)
+{
+	size_t i;
+
+	for (i = 0; i < gw.n_sites; i++)
+		site_free(gw.sites[i].site);
+	free(gw.sites);
+}
+
+static int state_init(void)
+{
+	char path[4096], err[512];
+	size_t n = 0;
+	uint64_t t0;
+	int rv;
+
+	if (mkdir(gw.cfg->state_dir, 0700) < 0 && errno != EEXIST) {
+		log_err("state_dir %s: %m", gw.cfg->state_dir);
+		return -errno;
+	}
+	snprintf(path, sizeof(path), "%s/tiergated.db", gw.cfg->state_dir);
+	rv = store_open(gw.loop, path, NULL, &gw.store, err, sizeof(err));
+	if (rv)
+		return rv; /* logged by the store */
+	rv = output_store_new(gw.loop, gw.workers, gw.cfg->state_dir,
+			      &gw.output);
+	if (rv) {
+		log_err("output store in %s: %s", gw.cfg->state_dir,
+			strerror(-rv));
+		return rv;
+	}
+	rv = jobs_new(&gw, &gw.jobs);
+	if (rv)
+		return rv;
+	t0 = loop_clock_ms();
+	rv = jobs_load(gw.jobs, &n);
+	if (rv) {
+		log_err("loading jobs from %s: %s", path, store_strerror(rv));
+		return rv;
+	}
+	log_info("%zu jobs loaded from %s in %llu ms", n, path,
+		 (unsigned long long)(loop_clock_ms() - t0));
+	return 0;
+}
+
+static int serve_init(void)
+{
+	struct http_server_config hc = {
+		.listen = gw.cfg->listen,
+		.max_connections = gw.cfg->max_connections,
+		.max_connections_per_ip = gw.cfg->max_connections_per_ip,
+		.connection_timeout_s = gw.cfg->connection_timeout_s,
+		.max_body = gw.cfg->max_body,
+		.max_header = gw.cfg->max_header,
+	};
+	size_t i;
+	int rv;
+
+	for (i = 0; i < gw.n_sites; i++) {
+		rv = site_poller_start(&gw, &gw.sites[i]);
+		if (rv)
+			return rv;
+	}
+	gw.server = http_server_new(gw.loop, &hc);
+	if (!gw.server)
+		return -errno;
+	rv = api_register(&gw);
+	if (rv)
+		return rv;
+	log_info("tiergated serving on %s (%zu site%s)", gw.cfg->listen,
+		 gw.n_sites, gw.n_sites == 1 ? "" : "s");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", no_argument, NULL, 'C'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *conf = getenv("TIERGATED_CONF");
+	struct auth_opts ao = {0};
+	char err[512];
+	bool check = false;
+	int c, rv = 1;
+
+	if (!conf)
+		conf = GW_CONF_DEFAULT_PATH;
+	while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': conf = optarg; break;
+		case 'C': check = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	log_init("tiergated");
+	log_debug_from_env();
+	if (check)
+		return gw_config_check_main(conf);
+	if (optind < argc && !strcmp(argv[optind], "mint-token"))
+		return auth_mint_main(conf, argc - optind, argv + optind);
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if (gw_config_load(conf, &gw.cfg, err, sizeof(err))) {
+		log_err("%s", err);
+		return 1;
+	}
+	gw.loop = loop_new();
+	if (!gw.loop)
+		goto out_config;
+	/* before any thread exists, so that threads inherit the mask */
+	loop_signal_add(gw.loop, SIGTERM, on_term, NULL);
+	loop_signal_add(gw.loop, SIGINT, on_term, NULL);
+	loop_signal_add(gw.loop, SIGHUP, on_hup, NULL);
+	loop_signal_add(gw.loop, SIGUSR1, on_usr1, NULL);
+	gw.workers = worker_pool_new(gw.loop, gw.cfg->workers, "workers");
+	if (!gw.workers)
+		goto out_loop;
+	if (http_client_global_init())
+		goto out_workers;
+	gw.http = http_client_new(gw.loop, NULL);
+	if (!gw.http)
+		goto out_workers;
+	if (auth_new(gw.loop, gw.workers, gw.cfg, &ao, &gw.auth))
+		goto out_http;
+	if (sites_init())
+		goto out_sites;
+	if (state_init())
+		goto out_state;
+	if (serve_init())
+		goto out_serve;
+	loop_timer_init(&stall_timer);
+	loop_timer_init(&drain_timer);
+	loop_timer_start(gw.loop, &stall_timer, 1000, stall_check, NULL);
+	rv = loop_run(gw.loop) < 0 ? 1 : 0;
+	loop_timer_stop(&stall_timer);
+	loop_timer_stop(&drain_timer);
+
+out_serve:
+	if (gw.server)
+		http_server_free(gw.server);
+out_state:
+	if (gw.store)
+		store_close(gw.store);
+	if (gw.output)
+		output_store_free(gw.output);
+out_sites:
+	sites_fini();
+	auth_free(gw.auth);
+out_http:
+	http_client_free(gw.http);
+out_workers:
+	worker_pool_shutdown(gw.workers, WORKER_SHUTDOWN_CANCEL);
+	worker_pool_free(gw.workers);
+out_loop:
+	/* jobs' tasks live on the loop: their memory goes with it */
+	loop_free(gw.loop);
+	jobs_free(gw.jobs);
+out_config:
+	gw_config_unref(gw.cfg);
+	if (rv)
+		log_err("tiergated stopped with an error");
+	return rv;
+}

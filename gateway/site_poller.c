@@ -1,0 +1,183 @@
+/* site_poller.c: see site_poller.h. */
+#include "site_poller.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "jobs.h"
+#include "log.h"
+#include "site.h"
+#include "task.h"
+
+#define POLLER_STATES(X) X(SLEEPING) X(LISTING)
+enum poller_state {
+	POLLER_STATES(TASK_STATE_ENUM)
+};
+static const char *const poller_state_names[] = {
+	POLLER_STATES(TASK_STATE_NAME)};
+
+#define FULL_LIST_EVERY 10
+/* Slurm's SlurmUser sees every job; see docs/architecture.md */
+#define POLL_USER "root"
+
+struct site_poller {
+	struct task task;
+	struct gw *gw;
+	struct gw_site *s;
+	struct site_call call;
+	int64_t update_time; /* of the last answer, for ?update_time= */
+	uint64_t n;
+	bool full;
+};
+
+struct missing_ctx {
+	struct gw_site *s;
+	const struct site_result *r;
+};
+
+static int mark_missing(struct gw_job *j, void *arg)
+{
+	struct missing_ctx *m = arg;
+
+	if (j->site == m->s && !job_final(j) &&
+	    j->rec.slurm_job_id != STORE_NULL &&
+	    !site_result_find(m->r, (uint32_t)j->rec.slurm_job_id))
+		job_apply_missing(j);
+	return 0;
+}
+
+static void apply(struct site_poller *p)
+{
+	const struct site_result *r = &p->call.result;
+	size_t i;
+
+	for (i = 0; i < r->n_jobs; i++) {
+		const struct site_job *sj = &r->jobs[i];
+		struct gw_job *j = jobs_find_slurm(p->gw->jobs, p->s->cfg->name,
+						   sj->job_id);
+
+		if (!j && sj->tag[0])
+			j = jobs_find(p->gw->jobs, sj->tag);
+		if (j)
+			job_apply_site(j, sj);
+	}
+	if (p->full && !r->not_modified) {
+		struct missing_ctx m = {p->s, r};
+
+		jobs_foreach(p->gw->jobs, mark_missing, &m);
+	}
+}
+
+static enum task_step poller_step(struct task *t, unsigned wake)
+{
+	struct site_poller *p = (struct site_poller *)t;
+	struct site_cred cred = {.user = POLL_USER};
+	int rv;
+
+	if (wake & TASK_WAKE_CANCEL) {
+		site_call_abort(&p->call);
+		return TASK_DONE;
+	}
+	switch ((enum poller_state)t->state) {
+	case SLEEPING:
+		if (!(wake & (TASK_WAKE_TIMER | TASK_WAKE_START | TASK_WAKE_USER)))
+			return TASK_WAIT;
+		task_sleep_stop(t);
+		if (!gw_site_allows(p->s)) {
+			task_sleep(t, p->s->cfg->poll_interval_s * 1000);
+			return TASK_WAIT;
+		}
+		p->full = p->n++ % FULL_LIST_EVERY == 0;
+		site_call_reset(&p->call);
+		p->call.task = t;
+		p->s->upstream_calls++;
+		p->s->polls++;
+		task_set_state(t, LISTING);
+		task_wait_on(t, "site list");
+		rv = site_list(p->s->site, &cred, p->full ? 0 : p->update_time,
+			       &p->call);
+		if (rv == 0)
+			return TASK_WAIT;
+		/* not started: the call is DONE with the reason */
+		/* fallthrough */
+	case LISTING:
+		if (!site_call_done(&p->call))
+			return TASK_WAIT;
+		if (p->call.result.err == SITE_ERR_OK) {
+			gw_site_record(p->s, true, NULL);
+			apply(p);
+			/* Slurm's update_time has second granularity: overlap */
+			p->update_time = time(NULL) - 2;
+		} else {
+			gw_site_record(p->s, false, p->call.result.message);
+			log_warn("site %s: poll failed: %s", p->s->cfg->name,
+				 p->call.result.message);
+		}
+		site_result_clear(&p->call.result);
+		task_set_state(t, SLEEPING);
+		task_wait_on(t, "poll interval");
+		task_sleep(t, p->s->cfg->poll_interval_s * 1000);
+		return TASK_WAIT;
+	}
+	return TASK_WAIT;
+}
+
+static void poller_debug_str(const struct task *t, char *buf, size_t len)
+{
+	const struct site_poller *p = (const struct site_poller *)t;
+
+	snprintf(buf, len, "poller site=%s polls=%llu breaker=%s",
+		 p->s->cfg->name, (unsigned long long)p->n,
+		 breaker_state_name(p->s->breaker));
+}
+
+static void poller_destroy(struct task *t)
+{
+	struct site_poller *p = (struct site_poller *)t;
+
+	p->s->poller = NULL;
+	free(p);
+}
+
+static const struct task_ops poller_ops = {
+	.kind = "poller",
+	.state_names = poller_state_names,
+	.n_states = sizeof(poller_state_names) / sizeof(*poller_state_names),
+	.step = poller_step,
+	.debug_str = poller_debug_str,
+	.destroy = poller_destroy,
+};
+
+int site_poller_start(struct gw *gw, struct gw_site *s)
+{
+	struct site_poller *p = calloc(1, sizeof(*p));
+	int rv;
+
+	if (!p)
+		return -ENOMEM;
+	p->gw = gw;
+	p->s = s;
+	rv = task_start(gw->loop, &p->task, &poller_ops);
+	if (rv) {
+		free(p);
+		return rv;
+	}
+	s->poller = p;
+	return 0;
+}
+
+void site_poller_kick(struct site_poller *p)
+{
+	if (p && p->task.state == SLEEPING)
+		task_wake(&p->task, TASK_WAKE_USER);
+}
+
+void site_poller_stop(struct site_poller *p)
+{
+	if (p)
+		task_cancel(&p->task, "shutdown");
+}

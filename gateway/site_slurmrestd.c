@@ -1,0 +1,852 @@
+/*
+ * site_slurmrestd.c: the slurmrestd v0.0.38 adapter (see
+ * site_slurmrestd.h for the facts it follows, site.h for the interface).
+ *
+ * One HTTP request per call, on the loop's http_client; the request's
+ * completion callback (deferred, outside libcurl) reads the answer into
+ * call->result and hands the call back to site.c.
+ */
+#include "site_slurmrestd.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_client.h"
+#include "json_util.h"
+#include "jwt_verify.h"
+#include "log.h"
+
+#define SRD_TOKEN_CACHE 64
+#define SRD_CONNECT_TIMEOUT_MS 3000u
+
+struct srd_token {
+	char user[SITE_USER_MAX]; /* "" = free slot */
+	char *token;
+	time_t exp;
+	uint64_t last_use;
+};
+
+struct srd {
+	struct jwt_key *key; /* jwt-key */
+	struct srd_token toks[SRD_TOKEN_CACHE];
+	unsigned n_toks;
+	uint64_t use_seq;
+	time_t (*now)(void);
+	uint64_t minted, reused, dropped;
+};
+
+static time_t wall_now(void)
+{
+	return time(NULL);
+}
+
+/* ------------------------------------------------------------ tokens */
+
+static void token_wipe(struct srd *p, struct srd_token *t)
+{
+	if (!t->user[0])
+		return;
+	if (t->token) {
+		explicit_bzero(t->token, strlen(t->token));
+		free(t->token);
+	}
+	memset(t, 0, sizeof(*t));
+	p->n_toks--;
+}
+
+static void token_drop(struct site *s, const char *user)
+{
+	struct srd *p = s->priv;
+	size_t i;
+
+	for (i = 0; i < SRD_TOKEN_CACHE; i++) {
+		if (p->toks[i].user[0] && strcmp(p->toks[i].user, user) == 0) {
+			token_wipe(p, &p->toks[i]);
+			p->dropped++;
+			dbg("site %s: token of %s dropped", s->name, user);
+		}
+	}
+}
+
+/*
+ * The token to send for `as`: borrowed from the cache or from as.  0, or
+ * < 0 with call->result filled.
+ */
+static int token_get(struct site *s, const struct site_cred *as,
+		     struct site_call *call, const char **out)
+{
+	struct srd *p = s->priv;
+	struct srd_token *slot = NULL, *lru = NULL;
+	time_t now, lifetime = (time_t)s->cfg.jwt_lifetime_s;
+	json_t *claims;
+	char *tok = NULL, err[256];
+	size_t i;
+	int rv;
+
+	if (s->cfg.auth == SITE_AUTH_JWT_USER) {
+		if (!as->token || !*as->token) {
+			site_result_set(&call->result, SITE_ERR_AUTH,
+					"site %s: user %s has no registered "
+					"token (auth jwt-user)",
+					s->name, as->user);
+			return -EACCES;
+		}
+		*out = as->token;
+		return 0;
+	}
+	now = p->now();
+	for (i = 0; i < SRD_TOKEN_CACHE; i++) {
+		struct srd_token *t = &p->toks[i];
+
+		if (!t->user[0]) {
+			if (!slot)
+				slot = t;
+			continue;
+		}
+		if (strcmp(t->user, as->user) == 0) {
+			if (t->exp - now > lifetime / 5) {
+				t->last_use = ++p->use_seq;
+				p->reused++;
+				*out = t->token;
+				return 0;
+			}
+			token_wipe(p, t); /* near expiry: mint anew */
+			slot = t;
+			continue;
+		}
+		if (!lru || t->last_use < lru->last_use)
+			lru = t;
+	}
+	if (!slot) {
+		token_wipe(p, lru);
+		slot = lru;
+	}
+	claims =
+	    json_pack("{s:s, s:I, s:I}", "sun", as->user, "iat",
+		      (json_int_t)now, "exp", (json_int_t)(now + lifetime));
+	if (!claims) {
+		site_result_set(&call->result, SITE_ERR_INTERNAL,
+				"out of memory");
+		return -ENOMEM;
+	}
+	rv = jwt_sign_token(p->key, claims, &tok, err, sizeof(err));
+	json_decref(claims);
+	if (rv < 0) {
+		site_result_set(&call->result, SITE_ERR_INTERNAL,
+				"site %s: cannot mint a token for %s: %s",
+				s->name, as->user, err);
+		return rv;
+	}
+	snprintf(slot->user, sizeof(slot->user), "%s", as->user);
+	slot->token = tok;
+	slot->exp = now + lifetime;
+	slot->last_use = ++p->use_seq;
+	p->n_toks++;
+	p->minted++;
+	*out = tok;
+	return 0;
+}
+
+/* ------------------------------------------------------- the answer */
+
+static void msg_append(struct site_result *r, const char *piece)
+{
+	size_t n = strlen(r->message);
+
+	if (!piece || !*piece)
+		return;
+	if (n)
+		snprintf(r->message + n, sizeof(r->message) - n, "; %s", piece);
+	else
+		snprintf(r->message, sizeof(r->message), "%s", piece);
+}
+
+/* Plain text for a message: first line, no trailing white space. */
+static void text_message(struct site_result *r, const char *body, size_t len)
+{
+	size_t n = 0;
+
+	while (n < len && body[n] && body[n] != '\n' && body[n] != '\r')
+		n++;
+	while (n > 0 && (body[n - 1] == ' ' || body[n - 1] == '\t'))
+		n--;
+	if (n >= sizeof(r->message))
+		n = sizeof(r->message) - 1;
+	memcpy(r->message, body, n);
+	r->message[n] = '\0';
+}
+
+static const char *str_or(const json_t *o, const char *key, const char *dflt)
+{
+	const char *v;
+
+	return json_get_str(o, key, &v) == 0 ? v : dflt;
+}
+
+static int64_t int_or(const json_t *o, const char *key, int64_t dflt)
+{
+	int64_t v;
+
+	return json_get_int(o, key, &v) == 0 ? v : dflt;
+}
+
+/*
+ * Read the errors array (both shapes) into r->message and r->slurm_errno.
+ * Returns the number of errors.
+ */
+static size_t read_errors(const json_t *root, struct site_result *r)
+{
+	const json_t *errs = json_object_get(root, "errors");
+	size_t i, n = 0;
+
+	if (!json_is_array(errs))
+		return 0;
+	for (i = 0; i < json_array_size(errs); i++) {
+		const json_t *e = json_array_get(errs, i);
+		const char *desc = str_or(e, "description", NULL);
+		const char *text = str_or(e, "error", NULL);
+		int64_t num;
+
+		if (!json_is_object(e))
+			continue;
+		if (json_get_int(e, "error_number", &num) != 0 &&
+		    json_get_int(e, "error_code", &num) != 0)
+			num = 0;
+		if (n == 0)
+			r->slurm_errno = (int)num;
+		msg_append(r, desc && *desc   ? desc
+			      : text && *text ? text
+					      : "unspecified error");
+		n++;
+	}
+	return n;
+}
+
+static enum site_err classify(int slurm_errno)
+{
+	if (slurm_errno == 2017) /* ESLURM_INVALID_JOB_ID */
+		return SITE_ERR_NOT_FOUND;
+	if (slurm_errno == 2002) /* ESLURM_ACCESS_DENIED */
+		return SITE_ERR_DENIED;
+	if (slurm_errno == -1 || (slurm_errno >= 1000 && slurm_errno < 2000) ||
+	    (slurm_errno >= 5000 && slurm_errno < 6000))
+		return SITE_ERR_BACKEND; /* communication, credential */
+	return SITE_ERR_REJECTED;
+}
+
+static int parse_job(const json_t *j, struct site_job *out)
+{
+	const char *comment;
+	int64_t id, raw_exit;
+	bool has_exit;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_object(j) || json_get_int(j, "job_id", &id) != 0 ||
+	    id <= 0 || id > UINT32_MAX)
+		return -EINVAL;
+	out->job_id = (uint32_t)id;
+	has_exit = json_get_int(j, "exit_code", &raw_exit) == 0;
+	slurm_status_set(&out->status, str_or(j, "job_state", NULL),
+			 str_or(j, "state_reason", NULL), has_exit,
+			 has_exit ? raw_exit : 0);
+	comment = str_or(j, "comment", "");
+	if (strncmp(comment, SITE_TAG_COMMENT_PREFIX,
+		    strlen(SITE_TAG_COMMENT_PREFIX)) == 0 &&
+	    site_tag_valid(comment + strlen(SITE_TAG_COMMENT_PREFIX)))
+		snprintf(out->tag, sizeof(out->tag), "%s",
+			 comment + strlen(SITE_TAG_COMMENT_PREFIX));
+	snprintf(out->user, sizeof(out->user), "%s",
+		 str_or(j, "user_name", ""));
+	snprintf(out->nodes, sizeof(out->nodes), "%s", str_or(j, "nodes", ""));
+	out->submit_time = int_or(j, "submit_time", 0);
+	out->start_time = int_or(j, "start_time", 0);
+	out->end_time = int_or(j, "end_time", 0);
+	return 0;
+}
+
+/* The jobs array into r->jobs (only those matching tag, if given). */
+static int read_jobs(const json_t *root, const char *tag, struct site_result *r)
+{
+	const json_t *jobs = json_object_get(root, "jobs");
+	size_t i, n, bad = 0;
+
+	if (!json_is_array(jobs)) {
+		site_result_set(r, SITE_ERR_PROTOCOL,
+				"slurmrestd answer has no jobs array");
+		return -EPROTO;
+	}
+	n = json_array_size(jobs);
+	if (n) {
+		r->jobs = calloc(n, sizeof(*r->jobs));
+		if (!r->jobs) {
+			site_result_set(r, SITE_ERR_INTERNAL,
+					"out of memory "
+					"for %zu jobs",
+					n);
+			return -ENOMEM;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct site_job *sj = &r->jobs[r->n_jobs];
+
+		if (parse_job(json_array_get(jobs, i), sj) < 0) {
+			bad++;
+			continue;
+		}
+		if (tag && strcmp(sj->tag, tag) != 0)
+			continue;
+		r->n_jobs++;
+	}
+	if (bad && bad == n) {
+		site_result_set(r, SITE_ERR_PROTOCOL,
+				"no readable job in slurmrestd's answer");
+		return -EPROTO;
+	}
+	if (bad)
+		log_warn("slurmrestd: %zu of %zu jobs without a job_id skipped",
+			 bad, n);
+	return 0;
+}
+
+static void read_pings(const json_t *root, struct site_result *r)
+{
+	const json_t *pings = json_object_get(root, "pings");
+	size_t i;
+
+	if (!json_is_array(pings) || json_array_size(pings) == 0) {
+		site_result_set(r, SITE_ERR_PROTOCOL,
+				"slurmrestd ping answer has no pings");
+		return;
+	}
+	for (i = 0; i < json_array_size(pings); i++) {
+		const json_t *p = json_array_get(pings, i);
+		const char *up = str_or(p, "ping", "");
+
+		if (strcmp(up, "UP") == 0)
+			return; /* one controller answering is enough */
+	}
+	{
+		const json_t *p = json_array_get(pings, 0);
+
+		site_result_set(r, SITE_ERR_BACKEND, "slurmctld %s is %s",
+				str_or(p, "hostname", "?"),
+				str_or(p, "ping", "?"));
+	}
+}
+
+void site_slurmrestd_parse(enum site_op op, uint32_t job_id, const char *tag,
+			   int http_rc, long status, const char *body,
+			   size_t len, const char *transport_error,
+			   struct site_result *r)
+{
+	bool mutating = op == SITE_OP_SUBMIT || op == SITE_OP_CANCEL;
+	json_t *root = NULL;
+	char jerr[128];
+	size_t n_err;
+	int64_t jid;
+
+	site_result_clear(r);
+	r->http_status = (int)status;
+	if (!transport_error || !*transport_error)
+		transport_error = http_rc < 0 ? strerror(-http_rc) : "";
+
+	/* no HTTP answer */
+	if (http_rc < 0) {
+		enum site_err e = SITE_ERR_UNAVAILABLE;
+
+		r->outcome_unknown = mutating;
+		switch (http_rc) {
+		case -ETIMEDOUT:
+			e = SITE_ERR_TIMEOUT;
+			break;
+		case -ECONNREFUSED:
+		case -ENOENT:
+		case -EHOSTUNREACH:
+		case -ENETUNREACH:
+		case -EACCES:
+			r->outcome_unknown = false; /* nothing was sent */
+			break;
+		case -EFBIG:
+			e = SITE_ERR_PROTOCOL;
+			break;
+		case -ECANCELED:
+		case -ESHUTDOWN:
+			e = SITE_ERR_CANCELLED;
+			break;
+		default:
+			break;
+		}
+		site_result_set(r, e, "slurmrestd: %s", transport_error);
+		return;
+	}
+	if (status == 401 || status == 403) {
+		r->err = SITE_ERR_AUTH;
+		text_message(r, body, len);
+		if (!r->message[0])
+			snprintf(r->message, sizeof(r->message),
+				 "HTTP %ld from slurmrestd", status);
+		return;
+	}
+	if (status == 304 &&
+	    (op == SITE_OP_LIST || op == SITE_OP_FIND_BY_TAG)) {
+		r->not_modified = true;
+		return;
+	}
+	if (json_parse_text(body, len, 0, &root, jerr, sizeof(jerr)) < 0 ||
+	    !json_is_object(root)) {
+		json_decref(root);
+		if (status >= 400 && status < 500) {
+			/* "Unable to parse query": the site's words */
+			r->err = SITE_ERR_REJECTED;
+			text_message(r, body, len);
+		} else if (status >= 200 && status < 300) {
+			site_result_set(r, SITE_ERR_PROTOCOL,
+					"unreadable slurmrestd answer "
+					"(HTTP %ld): %s",
+					status, jerr);
+			r->outcome_unknown = mutating;
+		} else {
+			char first[160];
+			struct site_result tmp = {0};
+
+			text_message(&tmp, body, len);
+			snprintf(first, sizeof(first), "%.*s",
+				 (int)sizeof(first) - 1, tmp.message);
+			site_result_set(r, SITE_ERR_UNAVAILABLE,
+					"HTTP %ld from slurmrestd: %s", status,
+					first[0] ? first : "(no body)");
+			r->outcome_unknown = mutating;
+		}
+		return;
+	}
+
+	if (op == SITE_OP_SUBMIT) {
+		const char *um = str_or(root, "job_submit_user_msg", "");
+
+		snprintf(r->user_msg, sizeof(r->user_msg), "%s", um);
+		msg_append(r, um); /* the site's words for the user, first */
+	}
+	n_err = read_errors(root, r);
+	if (op == SITE_OP_SUBMIT && status >= 200 && status < 300 &&
+	    json_get_int(root, "job_id", &jid) == 0 && jid > 0 &&
+	    jid <= UINT32_MAX) {
+		r->job_id = (uint32_t)jid; /* errors, if any, are warnings */
+		goto out;
+	}
+	if (n_err || status < 200 || status >= 300) {
+		if (!n_err) {
+			site_result_set(r, SITE_ERR_UNAVAILABLE,
+					"HTTP %ld from slurmrestd without "
+					"errors",
+					status);
+			r->outcome_unknown = mutating;
+			goto out;
+		}
+		r->err = classify(r->slurm_errno);
+		if (r->err == SITE_ERR_BACKEND)
+			r->outcome_unknown = mutating;
+		goto out;
+	}
+	switch (op) {
+	case SITE_OP_SUBMIT:
+		site_result_set(r, SITE_ERR_PROTOCOL,
+				"slurmrestd accepted the job but sent no "
+				"job_id");
+		r->outcome_unknown = true;
+		break;
+	case SITE_OP_GET:
+		if (read_jobs(root, NULL, r) < 0)
+			break;
+		if (!site_result_find(r, job_id)) {
+			/* the answer does not hold the job: it is gone */
+			free(r->jobs);
+			r->jobs = NULL;
+			r->n_jobs = 0;
+			site_result_set(r, SITE_ERR_NOT_FOUND,
+					"job %" PRIu32 " not in the answer",
+					job_id);
+		}
+		break;
+	case SITE_OP_LIST:
+		read_jobs(root, NULL, r);
+		break;
+	case SITE_OP_FIND_BY_TAG:
+		read_jobs(root, tag, r);
+		break;
+	case SITE_OP_CANCEL:
+		break;
+	case SITE_OP_PING:
+		read_pings(root, r);
+		break;
+	}
+out:
+	json_decref(root);
+}
+
+/* ------------------------------------------------------- submit body */
+
+int site_slurmrestd_submit_body(const struct site_submit *req,
+				const char *default_partition, char **out,
+				char *err, size_t errlen)
+{
+	json_t *root = NULL, *job = NULL, *env = NULL;
+	const char *partition, *key;
+	json_t *val;
+	char comment[sizeof(SITE_TAG_COMMENT_PREFIX) + SITE_TAG_MAX];
+	int rv = -ENOMEM;
+
+	*out = NULL;
+	if (!req->script || !*req->script) {
+		snprintf(err, errlen, "submit: no script");
+		return -EINVAL;
+	}
+	if (!site_tag_valid(req->tag)) {
+		snprintf(err, errlen, "submit: invalid gateway tag");
+		return -EINVAL;
+	}
+	if (req->environment && !json_is_object(req->environment)) {
+		snprintf(err, errlen, "submit: environment is not an object");
+		return -EINVAL;
+	}
+	env = json_object();
+	job = json_object();
+	root = json_object();
+	if (!env || !job || !root)
+		goto out_nomem;
+	if (req->environment) {
+		json_object_foreach((json_t *)req->environment, key, val)
+		{
+			if (!*key || strchr(key, '=')) {
+				snprintf(err, errlen,
+					 "submit: bad environment name '%.64s'",
+					 key);
+				rv = -EINVAL;
+				goto out;
+			}
+			if (!json_is_string(val)) {
+				snprintf(err, errlen,
+					 "submit: environment %.64s is not a "
+					 "string",
+					 key);
+				rv = -EINVAL;
+				goto out;
+			}
+			if (json_object_set(env, key, val) < 0)
+				goto out_nomem;
+		}
+	}
+	if (!json_object_get(env, "PATH") &&
+	    json_object_set_new(env, "PATH", json_string("/usr/bin:/bin")) < 0)
+		goto out_nomem;
+	snprintf(comment, sizeof(comment), "%s%s", SITE_TAG_COMMENT_PREFIX,
+		 req->tag);
+	partition = req->partition ? req->partition : default_partition;
+	if (json_object_set_new(job, "name", json_string(req->tag)) < 0 ||
+	    json_object_set_new(job, "comment", json_string(comment)) < 0 ||
+	    json_object_set_new(job, "current_working_directory",
+				json_string(req->cwd ? req->cwd : "/tmp")) < 0)
+		goto out_nomem;
+	if (partition && *partition &&
+	    json_object_set_new(job, "partition", json_string(partition)) < 0)
+		goto out_nomem;
+	if (req->std_out && json_object_set_new(job, "standard_output",
+						json_string(req->std_out)) < 0)
+		goto out_nomem;
+	if (req->std_err && json_object_set_new(job, "standard_error",
+						json_string(req->std_err)) < 0)
+		goto out_nomem;
+	if (req->tasks &&
+	    json_object_set_new(job, "tasks", json_integer(req->tasks)) < 0)
+		goto out_nomem;
+	if (req->cpus_per_task &&
+	    json_object_set_new(job, "cpus_per_task",
+				json_integer(req->cpus_per_task)) < 0)
+		goto out_nomem;
+	if (req->time_limit_min &&
+	    json_object_set_new(job, "time_limit",
+				json_integer(req->time_limit_min)) < 0)
+		goto out_nomem;
+	if (json_object_set(job, "environment", env) < 0 ||
+	    json_object_set(root, "job", job) < 0 ||
+	    json_object_set_new(root, "script", json_string(req->script)) < 0)
+		goto out_nomem;
+	rv = json_dump_text(root, 0, out, err, errlen);
+	goto out;
+out_nomem:
+	snprintf(err, errlen,
+		 "submit: out of memory (or a string that is "
+		 "not UTF-8)");
+	rv = -ENOMEM;
+out:
+	json_decref(root);
+	json_decref(job);
+	json_decref(env);
+	return rv;
+}
+
+/* ---------------------------------------------------------- requests */
+
+static void srd_http_done(struct http_request *req, void *arg)
+{
+	struct site_call *call = arg;
+	struct site *s = call->site;
+	size_t len;
+	const char *body = http_request_body(req, &len);
+
+	site_slurmrestd_parse(call->op, call->job_id, call->tag,
+			      http_request_result(req),
+			      http_request_status(req), body, len,
+			      http_request_error(req), &call->result);
+	if (s->cfg.auth == SITE_AUTH_JWT_KEY &&
+	    (call->result.err == SITE_ERR_AUTH ||
+	     call->result.err == SITE_ERR_BACKEND))
+		token_drop(s, call->user); /* mint a fresh one next time */
+	http_request_close(req);
+	call->io = NULL;
+	site_call_complete(call);
+}
+
+static int srd_send(struct site *s, const struct site_cred *as,
+		    struct site_call *call, const char *method,
+		    const char *path, const char *body, size_t max_response)
+{
+	char full[256];
+	const char *token;
+	struct http_request *req;
+	uint32_t total = s->cfg.request_timeout_s * 1000u;
+	int rv;
+
+	rv = token_get(s, as, call, &token);
+	if (rv < 0)
+		return rv;
+	snprintf(full, sizeof(full), "%s%s", SLURMRESTD_API_PREFIX, path);
+	req = http_request_new(s->http, method, s->cfg.url, full);
+	if (!req) {
+		rv = -errno;
+		site_result_set(&call->result, SITE_ERR_INTERNAL,
+				"site %s: cannot make a request to %s: %s",
+				s->name, s->cfg.url, strerror(errno));
+		return rv;
+	}
+	rv = http_request_add_header(req, "X-SLURM-USER-NAME", as->user);
+	if (!rv)
+		rv = http_request_add_header(req, "X-SLURM-USER-TOKEN", token);
+	if (!rv)
+		rv = http_request_add_header(req, "Accept", "application/json");
+	if (!rv && body)
+		rv = http_request_set_body(req, body, strlen(body),
+					   "application/json");
+	if (rv < 0) {
+		site_result_set(
+		    &call->result,
+		    rv == -EINVAL ? SITE_ERR_AUTH : SITE_ERR_INTERNAL,
+		    "site %s: cannot build the request: %s", s->name,
+		    rv == -EINVAL ? "token or user unusable in a "
+				    "header"
+				  : strerror(-rv));
+		http_request_close(req);
+		return rv;
+	}
+	http_request_set_timeouts(
+	    req, total,
+	    total < SRD_CONNECT_TIMEOUT_MS ? total : SRD_CONNECT_TIMEOUT_MS);
+	http_request_set_max_response(req, max_response);
+	http_request_set_callback(req, srd_http_done, call);
+	rv = http_request_start(req);
+	if (rv < 0) {
+		site_result_set(&call->result, SITE_ERR_INTERNAL,
+				"site %s: cannot start the request: %s",
+				s->name, strerror(-rv));
+		http_request_close(req);
+		return rv;
+	}
+	call->io = req;
+	return 0;
+}
+
+static int srd_submit(struct site *s, const struct site_cred *as,
+		      const struct site_submit *req, struct site_call *call)
+{
+	char *body = NULL, err[256];
+	int rv;
+
+	rv = site_slurmrestd_submit_body(req, s->cfg.partition, &body, err,
+					 sizeof(err));
+	if (rv < 0) {
+		site_result_set(&call->result, SITE_ERR_INTERNAL, "%s", err);
+		return rv;
+	}
+	rv = srd_send(s, as, call, "POST", "/job/submit", body, 0);
+	free(body);
+	return rv;
+}
+
+static int srd_get(struct site *s, const struct site_cred *as, uint32_t job_id,
+		   struct site_call *call)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/job/%" PRIu32, job_id);
+	return srd_send(s, as, call, "GET", path, NULL, 0);
+}
+
+static int srd_list(struct site *s, const struct site_cred *as,
+		    int64_t update_time, struct site_call *call)
+{
+	char path[64];
+
+	if (update_time > 0)
+		snprintf(path, sizeof(path), "/jobs?update_time=%" PRId64,
+			 update_time);
+	else
+		snprintf(path, sizeof(path), "/jobs");
+	return srd_send(s, as, call, "GET", path, NULL,
+			SLURMRESTD_LIST_MAX_RESPONSE);
+}
+
+static int srd_find_by_tag(struct site *s, const struct site_cred *as,
+			   const char *tag, struct site_call *call)
+{
+	/* every job in memory; parse keeps those carrying the tag */
+	return srd_send(s, as, call, "GET", "/jobs", NULL,
+			SLURMRESTD_LIST_MAX_RESPONSE);
+}
+
+static int srd_cancel(struct site *s, const struct site_cred *as,
+		      uint32_t job_id, struct site_call *call)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/job/%" PRIu32, job_id);
+	return srd_send(s, as, call, "DELETE", path, NULL, 0);
+}
+
+static int srd_ping(struct site *s, const struct site_cred *as,
+		    struct site_call *call)
+{
+	return srd_send(s, as, call, "GET", "/ping", NULL, 0);
+}
+
+static void srd_abort(struct site_call *call)
+{
+	http_request_close(call->io);
+	call->io = NULL;
+}
+
+/* ------------------------------------------------------------- site */
+
+static int srd_open(struct site *s, char *err, size_t errlen)
+{
+	struct srd *p;
+	char kerr[256];
+	int rv;
+
+	if (s->cfg.auth != SITE_AUTH_JWT_KEY &&
+	    s->cfg.auth != SITE_AUTH_JWT_USER) {
+		snprintf(err, errlen,
+			 "site %s: auth %s is not a slurmrestd mode (use "
+			 "jwt-key or jwt-user)",
+			 s->name, site_auth_name(s->cfg.auth));
+		return -EINVAL;
+	}
+	if (!s->http) {
+		snprintf(err, errlen, "site %s: no HTTP client", s->name);
+		return -EINVAL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "site %s: out of memory", s->name);
+		return -ENOMEM;
+	}
+	p->now = wall_now;
+	if (s->cfg.auth == SITE_AUTH_JWT_KEY) {
+		if (!s->cfg.jwt_key || !*s->cfg.jwt_key) {
+			snprintf(err, errlen,
+				 "site %s: auth jwt-key needs jwt_key = <the "
+				 "site's Slurm JWT key file>",
+				 s->name);
+			free(p);
+			return -EINVAL;
+		}
+		rv = jwt_key_load_file(s->cfg.jwt_key, "HS256", &p->key, kerr,
+				       sizeof(kerr));
+		if (rv < 0) {
+			snprintf(err, errlen, "site %s: jwt_key %s: %s",
+				 s->name, s->cfg.jwt_key, kerr);
+			free(p);
+			return rv;
+		}
+	}
+	rv = http_client_set_host_limit(s->http, s->cfg.url,
+					s->cfg.max_connections);
+	if (rv < 0) {
+		snprintf(err, errlen,
+			 "site %s: bad url '%s' (want http://host:port or "
+			 "unix:/path)",
+			 s->name, s->cfg.url);
+		jwt_key_free(p->key);
+		free(p);
+		return rv;
+	}
+	s->priv = p;
+	return 0;
+}
+
+static void srd_close(struct site *s)
+{
+	struct srd *p = s->priv;
+	size_t i;
+
+	if (!p)
+		return;
+	for (i = 0; i < SRD_TOKEN_CACHE; i++)
+		token_wipe(p, &p->toks[i]);
+	jwt_key_free(p->key);
+	free(p);
+	s->priv = NULL;
+}
+
+static void srd_debug_str(const struct site *s, char *buf, size_t len)
+{
+	const struct srd *p = s->priv;
+
+	snprintf(buf, len,
+		 "slurmrestd v0.0.38 tokens=%u minted=%" PRIu64
+		 " reused=%" PRIu64 " dropped=%" PRIu64,
+		 p->n_toks, p->minted, p->reused, p->dropped);
+}
+
+void site_slurmrestd_set_clock(struct site *s, time_t (*now)(void))
+{
+	struct srd *p = s->priv;
+
+	p->now = now ? now : wall_now;
+}
+
+void site_slurmrestd_stats(const struct site *s,
+			   struct site_slurmrestd_stats *st)
+{
+	const struct srd *p = s->priv;
+
+	st->tokens_cached = p->n_toks;
+	st->tokens_minted = p->minted;
+	st->tokens_reused = p->reused;
+	st->tokens_dropped = p->dropped;
+}
+
+const struct site_ops site_slurmrestd_ops = {
+    .kind = "slurmrestd",
+    .open = srd_open,
+    .close = srd_close,
+    .submit = srd_submit,
+    .get = srd_get,
+    .list = srd_list,
+    .find_by_tag = srd_find_by_tag,
+    .cancel = srd_cancel,
+    .ping = srd_ping,
+    .abort = srd_abort,
+    .debug_str = srd_debug_str,
+};

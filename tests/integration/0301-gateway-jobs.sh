@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# tiergated end to end on both sites through the tiergate CLI: a job runs at
+# its tier (the ticket reaches the plugin), reaches its final state with its
+# exit code and usage; other users neither see nor cancel it; refusals are
+# clear; Idempotency-Key makes a retry safe; cancel works while running.
+. "$(dirname "$0")/lib.sh"
+. "$TESTS_DIR/gateway-lib.sh"
+
+gateway_start
+script=$TEST_JOBS_DIR/job.sh
+cat >"$script" <<'SH'
+#!/bin/bash
+echo "tier=$TIERGATE_TIER cpus=$(grep Cpus_allowed_list /proc/self/status | cut -f2) user=$(id -un)"
+exit 3
+SH
+
+for s in "${SITES[@]}"; do
+	site_env "$s"
+	id=$(tg alice submit --site "$s" --tier premium --cpus-per-task 2 --name t0301 "$script") ||
+		fail "$s: submit failed: $id"
+	[[ $id =~ ^j-[0-9a-f]{12}$ ]] || fail "$s: submit printed '$id', not a job id"
+	wait_gw_state alice "$id" 60 failed
+	slurm_id=$(job_field alice "$id" .slurm.job_id)
+	assert_eq 3 "$(job_field alice "$id" .slurm.exit_code)" "$s $id: exit code"
+	assert_eq FAILED "$(job_field alice "$id" .slurm.state)" "$s $id: Slurm state"
+	assert_eq site "$(job_field alice "$id" .ended_by)" "$s $id: ended by"
+	# the job really ran at premium: the ticket from the gateway reached the plugin
+	out=/tmp/slurm-$slurm_id.out
+	wait_file "$out" 5
+	assert_contains "$(cat "$out")" "tier=premium cpus=0-1 user=alice" "$s $id: job output"
+	# usage comes from the plugin's step_end event (premium rate 3.0)
+	for _ in $(seq 1 50); do
+		[ "$(job_field alice "$id" '.usage.cpu_seconds > 0')" = true ] && break
+		sleep 0.2
+	done
+	jq -e '.usage.cpu_seconds > 0 and (.usage.charge - .usage.cpu_seconds * 3 | fabs) < 1e-6' \
+		<<<"$(tg alice --json status "$id")" >/dev/null ||
+		fail "$s $id: usage: $(tg alice --json status "$id" | jq -c .usage)"
+
+	# another user: not found (ids are not confirmed), cannot cancel, not listed
+	if out=$(tg bob status "$id" 2>&1); then fail "$s: bob sees alice's job: $out"; fi
+	assert_contains "$out" "not_found" "$s: bob's status of alice's job"
+	if out=$(tg bob cancel "$id" 2>&1); then fail "$s: bob cancelled alice's job: $out"; fi
+	assert_not_contains "$(tg bob ls)" "$id" "$s: bob's job list"
+	assert_contains "$(tg admin ls)" "$id" "$s: the admin's job list"
+
+	# bob may not buy premium; the answer says so and nothing is created
+	if out=$(tg bob submit --site "$s" --tier premium "$script" 2>&1); then
+		fail "$s: bob got premium: $out"
+	fi
+	assert_contains "$out" "forbidden: user bob is not entitled to tier 'premium'" "$s: bob's premium submit"
+
+	# Idempotency-Key: same request, same job; another request, 422
+	a=$(tg alice submit --site "$s" --tier basic --idempotency-key "k-$s-$$" "$script")
+	b=$(tg alice submit --site "$s" --tier basic --idempotency-key "k-$s-$$" "$script")
+	assert_eq "$a" "$b" "$s: job ids for one Idempotency-Key"
+	if out=$(tg alice submit --site "$s" --tier premium --idempotency-key "k-$s-$$" "$script" 2>&1); then
+		fail "$s: reused key with another body accepted: $out"
+	fi
+	assert_contains "$out" "idempotency_mismatch" "$s: reused key, other body"
+
+	# cancel while running
+	printf '#!/bin/bash\nsleep 120\n' >"$TEST_JOBS_DIR/long.sh"
+	id=$(tg alice submit --site "$s" --tier basic "$TEST_JOBS_DIR/long.sh")
+	wait_gw_state alice "$id" 60 running
+	tg alice cancel "$id" >/dev/null || fail "$s: cancel of $id failed"
+	wait_gw_state alice "$id" 60 cancelled
+	assert_eq "user:alice" "$(job_field alice "$id" .ended_by)" "$s $id: ended by"
+	wait_gw_state alice "$a" 60 failed
+done

@@ -1,0 +1,52 @@
+# shellcheck shell=bash
+# Helpers for the gateway's tests (sourced after lib.sh): start tiergated
+# for the test cluster's sites (slurm-test-cluster/gateway-up), call it
+# through the real CLI, stop it at the end of the test.
+
+TIERGATE_CLI=$REPO/build/gateway/tiergate
+[ -x "$TIERGATE_CLI" ] || fail "$TIERGATE_CLI is missing: run make first"
+
+gateway_start() {
+	local out
+	out=$("$REPO/slurm-test-cluster/gateway-up" 2>"$TEST_JOBS_DIR/gateway-up.log") ||
+		fail "gateway-up failed: $(cat "$TEST_JOBS_DIR/gateway-up.log")"
+	eval "$out"
+	export TIERGATE_URL
+	GW_PID=$(cat "$TIERGATE_CLUSTER_DIR/gateway/tiergated.pid")
+}
+gateway_stop() {
+	[ -n "${GW_PID:-}" ] || return 0
+	kill "$GW_PID" 2>/dev/null || true
+	for _ in $(seq 1 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+	GW_PID=
+}
+trap gateway_stop EXIT
+
+# tg USER ARGS...: the CLI as USER (with USER's token).
+tg() {
+	local user=$1 tok
+	shift
+	tok=TIERGATE_TOKEN_${user^^}
+	TIERGATE_TOKEN=${!tok} "$TIERGATE_CLI" "$@"
+}
+
+# job_field USER JOB JQ: a field of the job as USER sees it.
+job_field() {
+	tg "$1" --json status "$2" | jq -r "$3"
+}
+
+# wait_gw_state USER JOB TIMEOUT STATE...: until the gateway shows a state.
+wait_gw_state() {
+	local user=$1 job=$2 timeout=$3 st deadline
+	shift 3
+	deadline=$((SECONDS + timeout))
+	while :; do
+		st=$(job_field "$user" "$job" .state 2>/dev/null || true)
+		for want in "$@"; do
+			[ "$st" = "$want" ] && return 0
+		done
+		[ "$SECONDS" -lt "$deadline" ] ||
+			fail "gateway job $job is '$st' after ${timeout}s, wanted $*: $(tg "$user" --json status "$job" 2>&1)"
+		sleep 0.2
+	done
+}
