@@ -13,6 +13,8 @@ struct api_auth {
 	struct auth_identity id;
 	struct auth_munge_req *munge;
 	struct http_req *req; /* referenced while a decode runs */
+	struct gw *gw;
+	unsigned route_flags;
 };
 
 static void api_auth_free(void *data)
@@ -62,7 +64,7 @@ static void munge_done(struct auth_munge_req *r, void *arg)
 {
 	struct api_auth *aa = arg;
 	struct http_req *req = aa->req;
-	struct gw *gw = http_req_route(req)->arg;
+	struct gw *gw = aa->gw; /* not the route: gone if the client left */
 	char err[256];
 	int rv;
 
@@ -72,7 +74,7 @@ static void munge_done(struct auth_munge_req *r, void *arg)
 		if (rv == 0) {
 			aa->id.admin = aa->id.admin ||
 				       listed_admin(gw, aa->id.user);
-			if ((http_req_route(req)->flags & HTTP_ROUTE_ADMIN) &&
+			if ((aa->route_flags & HTTP_ROUTE_ADMIN) &&
 			    !aa->id.admin)
 				http_reply_error(req, 403, "forbidden",
 						 "admins only");
@@ -102,6 +104,8 @@ static enum http_guard_result guard(struct http_req *req,
 		http_reply_error(req, 500, "internal", "out of memory");
 		return HTTP_GUARD_HELD;
 	}
+	aa->gw = gw;
+	aa->route_flags = route->flags;
 	http_req_set_data(req, aa, api_auth_free);
 	rv = auth_request(gw->auth, http_req_header(req, "Authorization"),
 			  http_req_method(req), http_req_path(req), time(NULL),
@@ -136,6 +140,7 @@ int api_register(struct gw *gw)
 		{"GET", "/v1/jobs", api_jobs_list, gw, A},
 		{"GET", "/v1/jobs/{id}", api_jobs_get, gw, A},
 		{"DELETE", "/v1/jobs/{id}", api_jobs_cancel, gw, A},
+		{"GET", "/v1/jobs/{id}/output", api_jobs_output, gw, A},
 		{"GET", "/v1/usage", api_usage, gw, A},
 		{"GET", "/v1/sites", api_sites, gw, A},
 		{"POST", "/v1/events", api_node_event, gw, API_ROUTE_NODE},

@@ -3,6 +3,7 @@
  * authentication guard, and the handlers, one file per concern:
  *   api.c        routes, guard, identity, helpers
  *   api_jobs.c   POST/GET/DELETE /v1/jobs...
+ *   api_output.c GET /v1/jobs/{id}/output (SSE followers)
  *   api_node.c   POST /v1/events, POST /v1/output/... (the plugin's side)
  *   api_admin.c  /v1/sites, /healthz, /metrics, /debug/tasks, /v1/usage
  */
@@ -30,6 +31,7 @@ void api_jobs_create(struct http_req *req, void *arg);
 void api_jobs_list(struct http_req *req, void *arg);
 void api_jobs_get(struct http_req *req, void *arg);
 void api_jobs_cancel(struct http_req *req, void *arg);
+void api_jobs_output(struct http_req *req, void *arg);
 void api_usage(struct http_req *req, void *arg);
 void api_node_event(struct http_req *req, void *arg);
 void api_node_output(struct http_req *req, void *arg);

@@ -54,7 +54,7 @@
 
 static const struct http_error_def error_rows[] = {
 #define HTTP_ERROR_ROW_(status, code, msg, when) {status, code, msg, when},
-	HTTP_ERRORS(HTTP_ERROR_ROW_)
+    HTTP_ERRORS(HTTP_ERROR_ROW_)
 #undef HTTP_ERROR_ROW_
 };
 

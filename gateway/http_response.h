@@ -27,7 +27,7 @@ struct http_error_def {
 	unsigned status;
 	const char *code;
 	const char *message; /* default message */
-	const char *when; /* the "when" column, for docs and tests */
+	const char *when;    /* the "when" column, for docs and tests */
 };
 
 /* The row for `code`, or NULL when the code is not in the table. */

@@ -53,15 +53,18 @@
 #define MAX_SEGS 16
 #define MAX_PARAMS 8
 #define IP_BUCKETS 256
-#define ACCEPT_BUDGET 64      /* accepts per loop callback */
-#define ACCEPT_PAUSE_MS 100   /* after EMFILE/ENFILE */
-#define LINGER_MAX 64	      /* rejected sockets closed gently at once */
-#define LINGER_MS 1000	      /* how long one may linger */
+#define ACCEPT_BUDGET 64       /* accepts per loop callback */
+#define ACCEPT_PAUSE_MS 100    /* after EMFILE/ENFILE */
+#define LINGER_MAX 64	       /* rejected sockets closed gently at once */
+#define LINGER_MS 1000	       /* how long one may linger */
 #define POOL_EXTRA (32 * 1024) /* MHD memory pool = max_header + this */
-#define MHD_LIMIT_MARGIN 16   /* MHD's own connection limit, over ours */
+#define MHD_LIMIT_MARGIN 16    /* MHD's own connection limit, over ours */
 #define STREAM_BLOCK 16384
-#define LOG_PATH_MAX 200      /* path chars in a log line */
+#define LOG_PATH_MAX 200 /* path chars in a log line */
 #define MHD_LOG_PER_SEC 20
+#define ABUSE_LOG_PER_SEC                                                      \
+	10 /* 429/408/413 lines: an attack must not                            \
+	      flood the log */
 
 /* ----------------------------------------------------------- structures */
 
@@ -182,19 +185,21 @@ struct http_server {
 	uint64_t id_seed, id_counter;
 	uint64_t mhd_log_sec;
 	unsigned mhd_log_n, mhd_log_dropped;
+	uint64_t abuse_log_sec;
+	unsigned abuse_log_n, abuse_log_dropped;
 	uint64_t emfile_logged_ms;
 	struct http_server_stats st;
 };
 
 static const char *const req_state_names[] = {
 #define HTTP_REQ_STATE_NAME_(name) #name,
-	HTTP_REQ_STATES(HTTP_REQ_STATE_NAME_)
+    HTTP_REQ_STATES(HTTP_REQ_STATE_NAME_)
 #undef HTTP_REQ_STATE_NAME_
 };
 
 static const char *const req_end_names[] = {
 #define HTTP_REQ_END_NAME_(name) #name,
-	HTTP_REQ_ENDS(HTTP_REQ_END_NAME_)
+    HTTP_REQ_ENDS(HTTP_REQ_END_NAME_)
 #undef HTTP_REQ_END_NAME_
 };
 
@@ -259,6 +264,30 @@ static bool request_id_ok(const char *s)
 			return false;
 	}
 	return n > 0;
+}
+
+/*
+ * May a line about a misbehaving client be logged now?  At most
+ * ABUSE_LOG_PER_SEC per second; the rest are counted and summed up.
+ */
+static bool abuse_log_ok(struct http_server *srv)
+{
+	uint64_t sec = loop_clock_ms() / 1000;
+
+	if (sec != srv->abuse_log_sec) {
+		if (srv->abuse_log_dropped)
+			log_info("http: %u more lines about misbehaving "
+				 "clients not logged",
+				 srv->abuse_log_dropped);
+		srv->abuse_log_sec = sec;
+		srv->abuse_log_n = 0;
+		srv->abuse_log_dropped = 0;
+	}
+	if (++srv->abuse_log_n > ABUSE_LOG_PER_SEC) {
+		srv->abuse_log_dropped++;
+		return false;
+	}
+	return true;
 }
 
 /* Best effort: a small write on a socket nobody else writes to now. */
@@ -407,7 +436,8 @@ static void reject(struct http_server *srv, int fd, const char *client,
 
 	new_request_id(srv, id, sizeof(id));
 	srv->st.rejected_limit++;
-	log_info("http reject %s: %s (429, id=%s)", client, why, id);
+	if (abuse_log_ok(srv))
+		log_info("http reject %s: %s (429, id=%s)", client, why, id);
 	send_raw_error(fd, 429, "too_many_requests", why, id,
 		       "Retry-After: 1\r\n");
 	if (srv->st.lingering >= LINGER_MAX || srv->stopping)
@@ -424,8 +454,7 @@ static void reject(struct http_server *srv, int fd, const char *client,
 	}
 	shutdown(fd, SHUT_WR);
 	loop_timer_init(&ls->timer);
-	loop_timer_start(srv->loop, &ls->timer, LINGER_MS, linger_timer_cb,
-			 ls);
+	loop_timer_start(srv->loop, &ls->timer, LINGER_MS, linger_timer_cb, ls);
 	ls->next = srv->lingers;
 	if (srv->lingers)
 		srv->lingers->prev = ls;
@@ -477,9 +506,10 @@ static void conn_deadline_cb(struct loop_timer *t, void *arg)
 		}
 		if (req)
 			req->status = 408;
-		log_info("http %s: request not received within %us (408, "
-			 "id=%s)",
-			 hc->client, srv->cfg.connection_timeout_s, id);
+		if (abuse_log_ok(srv))
+			log_info("http %s: request not received within %us "
+				 "(408, id=%s)",
+				 hc->client, srv->cfg.connection_timeout_s, id);
 		send_raw_error(hc->fd, 408, "request_timeout", NULL, id, NULL);
 	} else {
 		dbg("http %s: idle connection closed", hc->client);
@@ -532,9 +562,6 @@ static void notify_connection(void *cls, struct MHD_Connection *mc,
 		break;
 	}
 }
-
-static void accept_cb(struct loop_io *io, int fd, unsigned revents,
-		      void *arg);
 
 static void accept_pause_cb(struct loop_timer *t, void *arg)
 {
@@ -816,8 +843,7 @@ static void watch_start(struct http_req *req)
 {
 	if (req->watch || !req->hc)
 		return;
-	req->watch =
-	    loop_io_add(req->loop, req->hc->fd, POLLIN, watch_cb, req);
+	req->watch = loop_io_add(req->loop, req->hc->fd, POLLIN, watch_cb, req);
 	if (!req->watch)
 		log_warn("req %s: cannot watch the client: %s", req->id,
 			 strerror(errno));
@@ -965,6 +991,8 @@ static enum http_req_end end_from_mhd(const struct http_req *req,
 {
 	if (req->hc && req->hc->timed_out)
 		return HTTP_REQ_END_TIMEOUT;
+	if (req->stream.aborted)
+		return HTTP_REQ_END_ERROR;
 	if (req->client_gone)
 		return HTTP_REQ_END_CLIENT_GONE;
 	if (req->srv->stopping)
@@ -981,7 +1009,7 @@ static enum http_req_end end_from_mhd(const struct http_req *req,
 		return HTTP_REQ_END_CLIENT_GONE;
 	case MHD_REQUEST_TERMINATED_WITH_ERROR:
 		/* a send failed while we were answering: the peer went */
-		if (req->resp_queued && !req->stream.aborted)
+		if (req->resp_queued)
 			return HTTP_REQ_END_CLIENT_GONE;
 		return HTTP_REQ_END_ERROR;
 	}
@@ -1023,20 +1051,21 @@ static void route_free(struct route_ent *re)
 	free(re);
 }
 
-/* "/a/{b}/c" -> segments; false on a bad pattern. */
-static bool split_path(const char *path, char *buf, size_t buflen,
-		       char **segs, size_t *n)
+/*
+ * Split "/a/{b}/c", in place, into segments pointing into buf; false when
+ * it does not start with '/' or has more than MAX_SEGS segments.  Empty
+ * segments ("//", a trailing "/") are kept: they match nothing.
+ */
+static bool split_path(char *buf, char **segs, size_t *n)
 {
 	char *p;
 
-	if (path[0] != '/' || strlen(path) >= buflen)
-		return false;
-	snprintf(buf, buflen, "%s", path + 1);
 	*n = 0;
-	if (!buf[0])
+	if (buf[0] != '/')
+		return false;
+	if (!buf[1])
 		return true; /* "/" */
-	/* empty segments ("//", trailing "/") are kept: they never match */
-	for (p = buf;; p++) {
+	for (p = buf + 1;; p++) {
 		char *start = p;
 
 		while (*p && *p != '/')
@@ -1051,14 +1080,23 @@ static bool split_path(const char *path, char *buf, size_t buflen,
 	return true;
 }
 
+static bool method_ok(const char *m)
+{
+	return m && *m && strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(m);
+}
+
 int http_server_route(struct http_server *srv, const struct http_route *r)
 {
-	struct route_ent *re;
-	char buf[512], *segs[MAX_SEGS];
+	struct route_ent *re = NULL;
+	char *buf = NULL, *segs[MAX_SEGS];
 	size_t i, n;
 
-	if (!r || !r->method || !r->pattern || !r->handler ||
-	    !split_path(r->pattern, buf, sizeof(buf), segs, &n))
+	if (!r || !method_ok(r->method) || !r->pattern || !r->handler)
+		goto out_inval;
+	buf = strdup(r->pattern);
+	if (!buf)
+		return -ENOMEM;
+	if (!split_path(buf, segs, &n))
 		goto out_inval;
 	for (i = 0; i < srv->n_routes; i++)
 		if (strcmp(srv->routes[i]->r.pattern, r->pattern) == 0 &&
@@ -1066,7 +1104,7 @@ int http_server_route(struct http_server *srv, const struct http_route *r)
 			goto out_inval;
 	re = calloc(1, sizeof(*re));
 	if (!re)
-		return -ENOMEM;
+		goto out_nomem;
 	re->r = *r;
 	re->r.method = strdup(r->method);
 	re->r.pattern = strdup(r->pattern);
@@ -1074,17 +1112,15 @@ int http_server_route(struct http_server *srv, const struct http_route *r)
 		goto out_nomem;
 	for (i = 0; i < n; i++) {
 		size_t len = strlen(segs[i]);
-		bool param = len > 2 && segs[i][0] == '{' &&
-			     segs[i][len - 1] == '}';
+		bool param =
+		    len > 2 && segs[i][0] == '{' && segs[i][len - 1] == '}';
 
-		if (!len || (!param && (strchr(segs[i], '{') ||
-					strchr(segs[i], '}')))) {
-			route_free(re);
+		if (!len ||
+		    (!param && (strchr(segs[i], '{') || strchr(segs[i], '}'))))
 			goto out_inval;
-		}
 		re->is_param[i] = param;
-		re->segs[i] = param ? strndup(segs[i] + 1, len - 2)
-				    : strdup(segs[i]);
+		re->segs[i] =
+		    param ? strndup(segs[i] + 1, len - 2) : strdup(segs[i]);
 		re->n_segs = i + 1;
 		if (!re->segs[i])
 			goto out_nomem;
@@ -1093,8 +1129,7 @@ int http_server_route(struct http_server *srv, const struct http_route *r)
 	}
 	if (srv->n_routes == srv->cap_routes) {
 		size_t cap = srv->cap_routes ? srv->cap_routes * 2 : 16;
-		struct route_ent **v =
-		    realloc(srv->routes, cap * sizeof(*v));
+		struct route_ent **v = realloc(srv->routes, cap * sizeof(*v));
 
 		if (!v)
 			goto out_nomem;
@@ -1102,21 +1137,23 @@ int http_server_route(struct http_server *srv, const struct http_route *r)
 		srv->cap_routes = cap;
 	}
 	srv->routes[srv->n_routes++] = re;
-	dbg("route %s %s flags=%#x", re->r.method, re->r.pattern,
-	    re->r.flags);
+	free(buf);
+	dbg("route %s %s flags=%#x", re->r.method, re->r.pattern, re->r.flags);
 	return 0;
 out_nomem:
 	route_free(re);
+	free(buf);
 	return -ENOMEM;
 out_inval:
-	log_err("http route %s %s: invalid or duplicate pattern",
+	route_free(re);
+	free(buf);
+	log_err("http route %s %s: invalid or duplicate route",
 		r && r->method ? r->method : "?",
 		r && r->pattern ? r->pattern : "?");
 	return -EINVAL;
 }
 
-static bool route_match_path(const struct route_ent *re, char **segs,
-			     size_t n)
+static bool route_match_path(const struct route_ent *re, char **segs, size_t n)
 {
 	size_t i;
 
@@ -1137,41 +1174,55 @@ static bool method_matches(const char *route_method, const char *method)
 		strcmp(route_method, "GET") == 0);
 }
 
+/* Append method to the "GET, POST" list unless it is there. */
+static void allow_add(char *allow, size_t len, const char *method)
+{
+	size_t n = strlen(method), used = strlen(allow);
+	const char *p;
+
+	for (p = allow; (p = strstr(p, method)); p += n)
+		if ((p == allow || p[-1] == ' ') && (!p[n] || p[n] == ','))
+			return;
+	snprintf(allow + used, len - used, "%s%s", used ? ", " : "", method);
+}
+
 /*
  * Find the route: 0 and req->route (params copied), or -ENOENT (no path
- * matches), or -EPERM (path matches, method does not: allow filled).
+ * matches), or -EPERM (path matches, method does not: allow filled), or
+ * -ENOMEM.
  */
 static int route_find(struct http_req *req, char *allow, size_t allow_len)
 {
 	struct http_server *srv = req->srv;
 	const struct route_ent *best = NULL;
-	char buf[HTTP_DEFAULT_MAX_HEADER], *segs[MAX_SEGS];
+	char *buf, *segs[MAX_SEGS];
 	bool path_seen = false, get_seen = false, head_seen = false;
 	unsigned best_score = 0;
 	size_t i, n;
+	int rv = 0;
 
 	allow[0] = '\0';
-	if (!split_path(req->path, buf, sizeof(buf), segs, &n))
-		return -ENOENT;
+	buf = strdup(req->path);
+	if (!buf)
+		return -ENOMEM;
+	if (!split_path(buf, segs, &n)) {
+		rv = -ENOENT;
+		goto out_free;
+	}
 	for (i = 0; i < srv->n_routes; i++) {
 		const struct route_ent *re = srv->routes[i];
 
 		if (!route_match_path(re, segs, n))
 			continue;
 		path_seen = true;
-		if (!strstr(allow, re->r.method)) {
-			if (allow[0])
-				strncat(allow, ", ",
-					allow_len - strlen(allow) - 1);
-			strncat(allow, re->r.method,
-				allow_len - strlen(allow) - 1);
-		}
+		allow_add(allow, allow_len, re->r.method);
 		get_seen |= strcmp(re->r.method, "GET") == 0;
 		head_seen |= strcmp(re->r.method, "HEAD") == 0;
 		if (method_matches(re->r.method, req->method)) {
 			/* most literal segments, then the exact method */
-			unsigned score = re->n_literal * 2 +
-					 (strcmp(re->r.method, req->method) == 0);
+			unsigned score =
+			    re->n_literal * 2 +
+			    (strcmp(re->r.method, req->method) == 0);
 
 			if (!best || score > best_score) {
 				best = re;
@@ -1180,9 +1231,11 @@ static int route_find(struct http_req *req, char *allow, size_t allow_len)
 		}
 	}
 	if (get_seen && !head_seen)
-		strncat(allow, ", HEAD", allow_len - strlen(allow) - 1);
-	if (!best)
-		return path_seen ? -EPERM : -ENOENT;
+		allow_add(allow, allow_len, "HEAD");
+	if (!best) {
+		rv = path_seen ? -EPERM : -ENOENT;
+		goto out_free;
+	}
 	req->route = best;
 	for (i = 0; i < n && req->n_params < MAX_PARAMS; i++) {
 		if (!best->is_param[i])
@@ -1193,11 +1246,24 @@ static int route_find(struct http_req *req, char *allow, size_t allow_len)
 		    !req->pvalues[req->n_params]) {
 			free(req->pnames[req->n_params]);
 			free(req->pvalues[req->n_params]);
-			return -ENOMEM;
+			rv = -ENOMEM;
+			goto out_free;
 		}
 		req->n_params++;
 	}
-	return 0;
+out_free:
+	free(buf);
+	return rv;
+}
+
+static void route_forget(struct http_req *req)
+{
+	req->route = NULL;
+	while (req->n_params) {
+		req->n_params--;
+		free(req->pnames[req->n_params]);
+		free(req->pvalues[req->n_params]);
+	}
 }
 
 static void run_handler(struct http_req *req)
@@ -1239,9 +1305,8 @@ static void dispatch(struct http_req *req)
 		http_reply_error(req, 503, "shutting_down", NULL);
 		return;
 	}
-	if (srv->guard &&
-	    srv->guard(req, &req->route->r, srv->guard_arg) ==
-		HTTP_GUARD_HELD) {
+	if (srv->guard && srv->guard(req, &req->route->r, srv->guard_arg) ==
+			      HTTP_GUARD_HELD) {
 		if (req->destroyed)
 			return;
 		if (req->want_suspend && !req->resp)
@@ -1354,20 +1419,16 @@ static void first_call(struct http_req *req, const char *url,
 		}
 	}
 	if (srv->quiescing) {
-		/* routes that serve while draining are routed at the end */
+		/* refuse now, before the body, unless the route drains */
 		char allow[256];
 
 		if (route_find(req, allow, sizeof(allow)) != 0 ||
 		    !(req->route->r.flags & HTTP_ROUTE_DRAINING)) {
+			route_forget(req);
 			http_reply_error(req, 503, "shutting_down", NULL);
 			return;
 		}
-		req->route = NULL;
-		while (req->n_params) {
-			req->n_params--;
-			free(req->pnames[req->n_params]);
-			free(req->pvalues[req->n_params]);
-		}
+		route_forget(req); /* routed again at the end */
 	}
 }
 
@@ -1410,9 +1471,10 @@ static enum MHD_Result access_body(struct http_req *req, const char *url,
 	}
 	if (*upload_size) {
 		if (!body_append(req, upload_data, *upload_size)) {
-			log_info("req %s: body over %zu bytes (chunked): 413 "
-				 "and close",
-				 req->id, req->srv->cfg.max_body);
+			if (abuse_log_ok(req->srv))
+				log_info("req %s: body over %zu bytes "
+					 "(chunked): 413 and close",
+					 req->id, req->srv->cfg.max_body);
 			req->status = 413;
 			send_raw_error(req->hc->fd, 413, "payload_too_large",
 				       NULL, req->id, NULL);
@@ -1503,8 +1565,7 @@ const char *http_req_query(const struct http_req *req, const char *name)
 	if (req->destroyed || !req->mc || !name)
 		return NULL;
 	if (MHD_lookup_connection_value_n(req->mc, MHD_GET_ARGUMENT_KIND, name,
-					  strlen(name), &v,
-					  &vlen) != MHD_YES)
+					  strlen(name), &v, &vlen) != MHD_YES)
 		return NULL;
 	return v ? v : "";
 }
@@ -1595,8 +1656,7 @@ const char *http_req_debug_str(const struct http_req *req, char *buf,
 		 LOG_PATH_MAX, req->path ? req->path : "-",
 		 http_req_state_name(req->state), req->refs, req->destroyed,
 		 status, http_req_age_ms(req), req->client,
-		 req->mhd_suspended ? "susp," : "",
-		 req->watch ? "watch," : "",
+		 req->mhd_suspended ? "susp," : "", req->watch ? "watch," : "",
 		 req->client_gone ? "gone," : "",
 		 req->guard_held ? "guard," : "",
 		 req->is_stream ? "stream," : "",
@@ -1622,8 +1682,8 @@ int http_req_proceed(struct http_req *req)
 {
 	if (req->destroyed)
 		return -ESHUTDOWN;
-	if (!req->guard_held || req->state != HTTP_REQ_SUSPENDED ||
-	    req->resp || req->resp_queued)
+	if (!req->guard_held || req->state != HTTP_REQ_SUSPENDED || req->resp ||
+	    req->resp_queued)
 		return -EINVAL;
 	req->guard_held = false;
 	run_handler(req);
@@ -1632,8 +1692,7 @@ int http_req_proceed(struct http_req *req)
 
 /* -------------------------------------------------------------- replies */
 
-int http_reply_header(struct http_req *req, const char *name,
-		      const char *value)
+int http_reply_header(struct http_req *req, const char *name, const char *value)
 {
 	struct reply_header *h;
 
@@ -1743,8 +1802,7 @@ int http_reply_json(struct http_req *req, unsigned status, json_t *body)
 			status, req->status);
 		return -EINVAL;
 	}
-	rv = body ? json_dump_text(body, 0, &text, err, sizeof(err))
-		  : -EINVAL;
+	rv = body ? json_dump_text(body, 0, &text, err, sizeof(err)) : -EINVAL;
 	json_decref(body);
 	if (rv < 0) {
 		log_err("req %s: cannot serialize the %u reply: %s", req->id,
@@ -1813,8 +1871,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	struct http_stream *s = &req->stream;
 	size_t n;
 
-	if (req->destroyed || req->client_gone || s->aborted ||
-	    !req->srv || req->srv->stopping)
+	if (req->destroyed || req->client_gone || s->aborted || !req->srv ||
+	    req->srv->stopping)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
 	if (s->len) {
 		n = s->len < max ? s->len : max;
@@ -1852,9 +1910,8 @@ struct http_stream *http_stream_start(struct http_req *req,
 		errno = EINVAL;
 		return NULL;
 	}
-	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
-					      stream_reader, req,
-					      stream_free_cb);
+	r = MHD_create_response_from_callback(
+	    MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, req, stream_free_cb);
 	if (!r) {
 		errno = ENOMEM;
 		return NULL;
@@ -2218,8 +2275,8 @@ const char *http_server_debug_str(const struct http_server *srv, char *buf,
 		 " timeouts=%" PRIu64,
 		 srv->listen_str, srv->st.connections_active,
 		 srv->cfg.max_connections, srv->st.requests_active,
-		 srv->st.suspended, srv->st.streams_active,
-		 srv->st.lingering, srv->quiescing, srv->st.requests_total,
-		 srv->st.rejected_limit, srv->st.timeouts);
+		 srv->st.suspended, srv->st.streams_active, srv->st.lingering,
+		 srv->quiescing, srv->st.requests_total, srv->st.rejected_limit,
+		 srv->st.timeouts);
 	return buf;
 }

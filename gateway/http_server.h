@@ -9,8 +9,10 @@
  *
  * The server accepts connections itself (MHD_USE_NO_LISTEN_SOCKET) so that
  * a client over the total or per-IP connection limit gets a JSON 429
- * instead of a silent close.  Limits, since libmicrohttpd has none by
- * default:
+ * instead of libmicrohttpd's silent close (so MHD's per-IP limit is not
+ * used, its total limit is a backstop above ours, and quiescing closes our
+ * listening socket instead of calling MHD_quiesce_daemon).  Limits, since
+ * libmicrohttpd has none by default:
  *
  * - connection_timeout: libmicrohttpd's inactivity timeout, and also the
  *   deadline for receiving a whole request (request line, headers and
@@ -18,10 +20,11 @@
  *   end; a client too slow gets a JSON 408 and is closed (slowloris
  *   trickling one byte per timeout-1 s included).  A connection idle
  *   between requests is closed silently.
- * - max_header: request line + headers over it get a JSON 431.  The MHD
- *   memory pool is max_header + 32 KiB: beyond about that much,
- *   libmicrohttpd itself answers 431 (or 414 for a request line alone
- *   that long) with its own small HTML body, and closes.
+ * - max_header (at most 128 KiB): request line + headers over it get a
+ *   JSON 431.  The MHD memory pool per connection is max_header + 32 KiB:
+ *   beyond about that much, libmicrohttpd itself answers 431 (or 414 for
+ *   a request line alone that long) with its own small HTML body, and
+ *   closes.
  * - max_body: a Content-Length over it gets a JSON 413 at once, before any
  *   of the body is read (no "100 Continue" is sent); a chunked body that
  *   grows over it gets a JSON 413 written on the socket and the
@@ -31,8 +34,9 @@
  * - What libmicrohttpd rejects before a request exists is answered by
  *   libmicrohttpd: a malformed request line with spaces ("GET /") or a
  *   malformed header gets its 400 (HTML body), an unknown HTTP version its
- *   505, and a request line without any space ("GARBAGE", a TLS hello) is
- *   closed without an answer.  Every other error is JSON
+ *   505, and a request line without any space ("GARBAGE") is closed
+ *   without an answer; bytes without a line end (a TLS hello) wait for
+ *   the request deadline (408).  Every other error is JSON
  *   (http_response.h).
  *
  * Requests.  A request (struct http_req) is created when its request line
@@ -44,8 +48,9 @@
  * callback (http_req_on_done) says why (completed, client gone, timeout,
  * error, shutdown), and the memory is freed at the end of the loop turn
  * once the last reference is dropped.  Functions on a destroyed request
- * are safe: getters return NULL/0, replies return -ESHUTDOWN (freeing
- * what they were given).
+ * are safe: id, method, path, params, client and body still answer,
+ * headers and query give NULL, replies return -ESHUTDOWN (freeing what
+ * they were given), streams -EPIPE.
  *
  * While a request is suspended (waiting for an async reply, or an SSE
  * stream waiting for data) libmicrohttpd does not watch its socket, so the
@@ -60,6 +65,25 @@
  * error body and in every log line about the request, including the access
  * line at completion:
  *   "http GET /v1/jobs 200 1234B 12ms id=r-... client=127.0.0.1 end=OK"
+ *
+ * Use (the API layer):
+ *
+ *   static void get_job(struct http_req *req, void *arg)      // sync
+ *   {
+ *           struct job *j = jobs_find(arg, http_req_param(req, "id"));
+ *
+ *           if (!j)
+ *                   return (void)http_reply_error(req, 404, "not_found",
+ *                                   "no job %s", http_req_param(req, "id"));
+ *           http_reply_json(req, 200, job_json(j));   // takes the ref
+ *   }
+ *   // async: keep a ref, suspend, answer from a later loop callback
+ *   op->req = req; http_req_ref(req); http_req_suspend(req);
+ *   ...  if (!http_req_destroyed(op->req)) http_reply_json(op->req, ...);
+ *        http_req_unref(op->req);
+ *   // SSE: s = http_stream_start(req, "text/event-stream"); keep a ref;
+ *   // http_req_on_done(req, gone_cb, task) to hear the client leave;
+ *   // http_stream_write(s, ...) == -ENOBUFS -> http_stream_abort(s)
  *
  * Loop-thread only.  The caller (main) ignores SIGPIPE.
  */
@@ -166,9 +190,8 @@ int http_server_route(struct http_server *srv, const struct http_route *r);
  * with http_req_proceed (or gets a reply).
  */
 enum http_guard_result { HTTP_GUARD_PASS, HTTP_GUARD_HELD };
-typedef enum http_guard_result http_guard_fn(struct http_req *req,
-					     const struct http_route *route,
-					     void *arg);
+typedef enum http_guard_result
+http_guard_fn(struct http_req *req, const struct http_route *route, void *arg);
 void http_server_set_guard(struct http_server *srv, http_guard_fn *fn,
 			   void *arg);
 
@@ -178,12 +201,12 @@ void http_server_set_guard(struct http_server *srv, http_guard_fn *fn,
 
 /* Request states, for logs and debug strings. */
 #define HTTP_REQ_STATES(X)                                                     \
-	X(RECEIVING)  /* headers and body arriving */                          \
-	X(HANDLING)   /* guard/handler running */                              \
-	X(SUSPENDED)  /* waiting for an async reply (or http_req_proceed) */   \
-	X(REPLIED)    /* a response is queued or being sent */                 \
-	X(STREAMING)  /* an SSE/streaming response is open */                  \
-	X(DONE)	      /* ended: destroyed */
+	X(RECEIVING) /* headers and body arriving */                           \
+	X(HANDLING)  /* guard/handler running */                               \
+	X(SUSPENDED) /* waiting for an async reply (or http_req_proceed) */    \
+	X(REPLIED)   /* a response is queued or being sent */                  \
+	X(STREAMING) /* an SSE/streaming response is open */                   \
+	X(DONE)	     /* ended: destroyed */
 
 enum http_req_state {
 #define HTTP_REQ_STATE_ENUM_(name) HTTP_REQ_##name,
@@ -242,7 +265,7 @@ const char *http_req_header(const struct http_req *req, const char *name);
 const char *http_req_client(const struct http_req *req);
 /* The body received so far (the whole body once a handler runs). */
 const void *http_req_body(const struct http_req *req, size_t *len);
-/* The matched route (NULL before routing or on 404/405). */
+/* The matched route; NULL before routing, on 404/405, or once ended. */
 const struct http_route *http_req_route(const struct http_req *req);
 /* Milliseconds since the request line arrived. */
 uint64_t http_req_age_ms(const struct http_req *req);
@@ -309,7 +332,8 @@ int http_reply_json(struct http_req *req, unsigned status, json_t *body);
  * Returns as http_reply_json.
  */
 int http_reply_error(struct http_req *req, unsigned status, const char *code,
-		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+		     const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 int http_reply_verror(struct http_req *req, unsigned status, const char *code,
 		      const char *fmt, va_list ap)
     __attribute__((format(printf, 4, 0)));
@@ -360,13 +384,13 @@ struct http_server_stats {
 	unsigned streams_active;
 	unsigned lingering; /* rejected sockets being closed gently */
 	uint64_t connections_total;
-	uint64_t rejected_limit;    /* 429 at accept */
-	uint64_t timeouts;	    /* 408 deadlines + MHD inactivity */
-	uint64_t requests_total;    /* ended */
-	uint64_t by_class[6];	    /* [1..5]: 1xx..5xx; [0]: no status */
-	uint64_t client_gone;	    /* ended CLIENT_GONE */
-	uint64_t bytes_in;	    /* request bodies */
-	uint64_t bytes_out;	    /* response bodies (stream bytes too) */
+	uint64_t rejected_limit; /* 429 at accept */
+	uint64_t timeouts;	 /* 408 deadlines + MHD inactivity */
+	uint64_t requests_total; /* ended */
+	uint64_t by_class[6];	 /* [1..5]: 1xx..5xx; [0]: no status */
+	uint64_t client_gone;	 /* ended CLIENT_GONE */
+	uint64_t bytes_in;	 /* request bodies */
+	uint64_t bytes_out;	 /* response bodies (stream bytes too) */
 	uint64_t by_status[HTTP_STATUS_MAX]; /* ended requests by status */
 };
 void http_server_stats(const struct http_server *srv,

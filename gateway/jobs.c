@@ -832,12 +832,13 @@ static int load_one(struct store_job *rec, void *arg)
 
 int jobs_load(struct jobs *js, size_t *n_loaded)
 {
-	size_t n = 0;
-	int rv = store_load_all(js->gw->store, STORE_LOAD_BODY, load_one, js,
-				&n);
+	uint64_t n = 0;
+	/* finished jobs never need their request body again */
+	int rv = store_load_all(js->gw->store, STORE_LOAD_BODY_UNFINISHED,
+				load_one, js, &n);
 
 	if (n_loaded)
-		*n_loaded = n;
+		*n_loaded = (size_t)n;
 	return rv;
 }
 

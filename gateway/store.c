@@ -190,6 +190,7 @@ enum stmt_id {
 	S_USAGE,
 	S_LOAD,
 	S_LOAD_NOBODY,
+	S_LOAD_BODY_UNFIN,
 	S_COUNT_
 };
 
@@ -902,8 +903,8 @@ static int migrate(struct store *st, char *err, size_t errlen)
 	return 0;
 }
 
-/* "id, site, ..., intent_at, rowid" with request_body as NULL if !body */
-static int cols_sql(char *buf, size_t len, bool body)
+/* "id, site, ..., intent_at, rowid" with `body` for request_body */
+static int cols_sql(char *buf, size_t len, const char *body)
 {
 	size_t off = 0;
 	int i, n;
@@ -911,8 +912,8 @@ static int cols_sql(char *buf, size_t len, bool body)
 	for (i = 0; i < STORE_FI_COUNT_; i++) {
 		const char *c = fields[i].col;
 
-		if (i == STORE_FI_REQUEST_BODY && !body)
-			c = "NULL";
+		if (i == STORE_FI_REQUEST_BODY)
+			c = body;
 		n = snprintf(buf + off, len - off, "%s, ", c);
 		if (n < 0 || (size_t)n >= len - off)
 			return -ENAMETOOLONG;
@@ -924,13 +925,11 @@ static int cols_sql(char *buf, size_t len, bool body)
 
 static int prepare_all(struct store *st, char *err, size_t errlen)
 {
-	char cols[1024], cols_nb[1024], sql[4096], vals[512], states[256];
+	char cols[1024], cols_nb[1024], cols_bu[1536], sql[4096], vals[512],
+	    states[256], body_unfin[512];
 	size_t off = 0, soff = 0;
 	int i, rv, n;
 
-	if (cols_sql(cols, sizeof(cols), true) ||
-	    cols_sql(cols_nb, sizeof(cols_nb), false))
-		return -ENAMETOOLONG;
 	for (i = 0; i < STORE_FI_COUNT_; i++) {
 		n = snprintf(vals + off, sizeof(vals) - off, "%s?%d",
 			     i ? ", " : "", i + 1);
@@ -944,6 +943,12 @@ static int prepare_all(struct store *st, char *err, size_t errlen)
 			     soff ? ", " : "", state_names[i]);
 		soff += (size_t)n;
 	}
+	snprintf(body_unfin, sizeof(body_unfin),
+		 "CASE WHEN state IN (%s) THEN request_body END", states);
+	if (cols_sql(cols, sizeof(cols), "request_body") ||
+	    cols_sql(cols_nb, sizeof(cols_nb), "NULL") ||
+	    cols_sql(cols_bu, sizeof(cols_bu), body_unfin))
+		return -ENAMETOOLONG;
 
 	for (i = 0; i < S_COUNT_; i++) {
 		const char *t = NULL;
@@ -993,6 +998,11 @@ static int prepare_all(struct store *st, char *err, size_t errlen)
 		case S_LOAD_NOBODY:
 			snprintf(sql, sizeof(sql),
 				 "SELECT %s FROM jobs ORDER BY rowid", cols_nb);
+			t = sql;
+			break;
+		case S_LOAD_BODY_UNFIN:
+			snprintf(sql, sizeof(sql),
+				 "SELECT %s FROM jobs ORDER BY rowid", cols_bu);
 			t = sql;
 			break;
 		case S_BEGIN:
@@ -1672,12 +1682,17 @@ static void load_chunk_free(struct load_chunk *c)
 static void run_load(struct store *st, struct store_req *r)
 {
 	struct load_ctx *ctx = r->p_.load;
-	sqlite3_stmt *s =
-	    st->stmts[ctx->flags & STORE_LOAD_BODY ? S_LOAD : S_LOAD_NOBODY];
+	enum stmt_id sid = S_LOAD_NOBODY;
+	sqlite3_stmt *s;
 	struct load_chunk *c = NULL;
 	struct store_job *j;
 	int rc = SQLITE_DONE, rv;
 
+	if (ctx->flags & STORE_LOAD_BODY)
+		sid = S_LOAD;
+	else if (ctx->flags & STORE_LOAD_BODY_UNFINISHED)
+		sid = S_LOAD_BODY_UNFIN;
+	s = st->stmts[sid];
 	sq_check(st, "load");
 	rv = 0;
 	rc = sqlite3_step(st->stmts[S_BEGIN]);

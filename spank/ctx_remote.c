@@ -41,6 +41,7 @@ struct remote_step {
 	struct identity id;
 	char node[64];
 	char account[64];
+	int64_t start_ms; /* part of every event id of this step */
 	char ticket[JWT_TOKEN_MAX + 1];
 	bool ticket_too_long;
 	char request_id[128];
@@ -129,6 +130,7 @@ static void prepare(spank_t sp)
 	if (rs.prepared)
 		return;
 	rs.prepared = true;
+	rs.start_ms = now_ms();
 	rs.spool.dir_fd = -1;
 	rs.relay_ctl = -1;
 	spank_get_item(sp, S_JOB_ID, &rs.job_id);
@@ -247,6 +249,7 @@ static struct tg_event base_event(const char *kind)
 		.request_id = rs.request_id[0] ? rs.request_id : NULL,
 		.task = -1,
 		.time_ms = now_ms(),
+		.step_start_ms = rs.start_ms,
 	};
 }
 

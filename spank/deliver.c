@@ -122,7 +122,9 @@ static char *auth_header(struct deliverer *d, const char *method,
 		break;
 	}
 	sha256_hex(body, len, hex);
-	snprintf(payload, sizeof(payload), "%s %s\n%s", method, path, hex);
+	/* the path without its query string: what the gateway's router sees */
+	snprintf(payload, sizeof(payload), "%s %.*s\n%s", method,
+		 (int)strcspn(path, "?"), path, hex);
 	ctx = munge_ctx_create();
 	if (!ctx) {
 		snprintf(err, errlen, "munge_ctx_create failed");

@@ -31,11 +31,13 @@ char *event_to_json(const struct tg_event *ev)
 
 	event_step_name(ev->step_id, step, sizeof(step));
 	if (ev->task >= 0)
-		snprintf(id, sizeof(id), "%s/%u/%s/%s/%s/%d", ev->site,
-			 ev->job_id, step, ev->node, ev->kind, ev->task);
+		snprintf(id, sizeof(id), "%s/%u/%s/%s/%s/%d@%lld", ev->site,
+			 ev->job_id, step, ev->node, ev->kind, ev->task,
+			 (long long)ev->step_start_ms);
 	else
-		snprintf(id, sizeof(id), "%s/%u/%s/%s/%s", ev->site,
-			 ev->job_id, step, ev->node, ev->kind);
+		snprintf(id, sizeof(id), "%s/%u/%s/%s/%s@%lld", ev->site,
+			 ev->job_id, step, ev->node, ev->kind,
+			 (long long)ev->step_start_ms);
 
 	o = json_object();
 	if (!o)

@@ -1,8 +1,9 @@
 /*
  * event.h: the job-life reports the plugin sends to the gateway
  * (docs/protocol.md, "Events").  Each event carries an id derived from what
- * it reports (site/job/step/node/kind[/task]), so delivering it twice
- * counts once.
+ * it reports (site/job/step/node/kind[/task]@step-start-ms), so delivering
+ * it twice counts once, and a site that restarts its job ids at 1 does not
+ * make a new job's events look like an old one's.
  */
 #ifndef TIERGATE_SPANK_EVENT_H
 #define TIERGATE_SPANK_EVENT_H
@@ -29,6 +30,8 @@ struct tg_event {
 	int wait_status;        /* task_exit: raw wait status */
 	double cpu_seconds;     /* step_end: user+system CPU of the step */
 	int64_t time_ms;        /* wall clock, ms since the epoch */
+	int64_t step_start_ms;  /* when the step began: part of the id, so
+				   ids stay unique when a site reuses job ids */
 };
 
 /* "batch", "extern" or the step number. */

@@ -28,6 +28,10 @@ for s in "${SITES[@]}"; do
 	out=/tmp/slurm-$slurm_id.out
 	wait_file "$out" 5
 	assert_contains "$(cat "$out")" "tier=premium cpus=0-1 user=alice" "$s $id: job output"
+	# the output reached the gateway through the plugin's relay: follow shows it
+	got=$(timeout 60 "$TIERGATE_CLI" --url "$TIERGATE_URL" --token-file <(printf '%s' "$TIERGATE_TOKEN_ALICE") follow "$id" 2>/dev/null || true)
+	assert_contains "$got" "tier=premium cpus=0-1 user=alice" "$s $id: output through the gateway"
+
 	# usage comes from the plugin's step_end event (premium rate 3.0)
 	for _ in $(seq 1 50); do
 		[ "$(job_field alice "$id" '.usage.cpu_seconds > 0')" = true ] && break

@@ -9,7 +9,7 @@ POST /v1/events                       -> DIR/events.jsonl (one line per new id),
 POST /v1/output/SITE/JOB/STREAM?offset=N[&eof=1]
                                       -> DIR/out/SITE-JOB-STREAM (+ .eof)
 With --munge-socket, requests must carry "Authorization: MUNGE <cred>" whose
-payload is "POST <path>\\n<sha256 of body>", decoded by unmunge on one of the
+payload is "POST <path without query>\\n<sha256 of body>", decoded by unmunge on one of the
 sockets (the site realms); others get 401.
 """
 import argparse, hashlib, json, os, subprocess, sys, threading, time
@@ -57,7 +57,8 @@ class H(BaseHTTPRequestHandler):
             if not auth.startswith("MUNGE "):
                 return self.reply(401, {"error": "no munge credential"})
             payload, uid = unmunge(auth[6:], ARGS.munge_socket)
-            want = "POST %s\n%s" % (self.path, hashlib.sha256(body).hexdigest())
+            want = "POST %s\n%s" % (self.path.split("?")[0],
+                                      hashlib.sha256(body).hexdigest())
             if payload != want:
                 return self.reply(401, {"error": "credential does not match"})
         u = urlsplit(self.path)

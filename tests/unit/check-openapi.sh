@@ -475,9 +475,9 @@ def check_error_shape(what, status, hdrs, data):
 if server and not errors:
     n = 0
     for (method, _), (path, op) in sorted(ops.items()):
-        concrete = re.sub(r"\{job_id\}", "1001",
-                          re.sub(r"\{stream\}", "stdout",
-                                 re.sub(r"\{[^}]*\}", "x-1", path)))
+        concrete = path.replace("{job_id}", "1001")
+        concrete = concrete.replace("{stream}", "stdout")
+        concrete = re.sub(r"\{[^}]*\}", "x-1", concrete)
         if method == "POST" and "/v1/output/" in path:
             concrete += "?offset=0"
         body, ctype = None, None

@@ -37,6 +37,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "loop.h"
+#include "task.h"
 
 #define RUN_LIMIT_MS 30000
 
@@ -125,6 +126,7 @@ static int teardown(void **state)
 	assert_int_equal(st.live_timers, 0);
 	assert_int_equal(st.pending_deferred, 0);
 	assert_int_equal(st.holds, 0);
+	assert_int_equal(task_count_live(f->l), 0);
 	assert_true(loop_idle(f->l));
 	loop_free(f->l);
 	free(f);
@@ -155,8 +157,7 @@ static void h_ping(struct http_req *req, void *arg)
 						   http_req_id(req))),
 			 0);
 	/* a second answer is refused, and logged */
-	assert_int_equal(http_reply_text(req, 200, "text/plain", "x"),
-			 -EINVAL);
+	assert_int_equal(http_reply_text(req, 200, "text/plain", "x"), -EINVAL);
 }
 
 static void h_params(struct http_req *req, void *arg)
@@ -236,8 +237,8 @@ static void start_server(struct fx *f, struct http_server_config *cfg)
 	add_route(f, "GET", "/v1/jobs/{id}", h_params, NULL, 0);
 	add_route(f, "DELETE", "/v1/jobs/{id}", h_params, NULL, 0);
 	add_route(f, "GET", "/v1/jobs/stats", h_params, NULL, 0);
-	add_route(f, "POST", "/v1/output/{site}/{id}/{stream}", h_params,
-		  NULL, 0);
+	add_route(f, "POST", "/v1/output/{site}/{id}/{stream}", h_params, NULL,
+		  0);
 	add_route(f, "POST", "/v1/echo", h_echo, NULL, 0);
 	add_route(f, "GET", "/metrics", h_text, NULL, HTTP_ROUTE_DRAINING);
 	add_route(f, "GET", "/v1/silent", h_silent, NULL, 0);
@@ -340,8 +341,7 @@ static void *call_main(void *arg)
 	return NULL;
 }
 
-static struct call *call_new(struct fx *f, const char *method,
-			     const char *path)
+static struct call *call_new(struct fx *f, const char *method, const char *path)
 {
 	struct call *c = calloc(1, sizeof(*c));
 
@@ -380,8 +380,7 @@ static void call_run(struct fx *f, struct call *c)
 	call_finish(f, c, th);
 }
 
-static struct call *do_call(struct fx *f, const char *method,
-			    const char *path)
+static struct call *do_call(struct fx *f, const char *method, const char *path)
 {
 	struct call *c = call_new(f, method, path);
 
@@ -415,8 +414,8 @@ static const char *resp_header(const char *hdrs, const char *name)
 }
 
 /* Assert a body is our error shape with `code`; returns request_id. */
-static void assert_error_body(const char *body, const char *code,
-			      char *id_out, size_t id_len)
+static void assert_error_body(const char *body, const char *code, char *id_out,
+			      size_t id_len)
 {
 	json_error_t jerr;
 	json_t *j = json_loads(body ? body : "", 0, &jerr);
@@ -587,8 +586,7 @@ static void test_get_json_and_request_id(void **state)
 	assert_true(json_is_true(json_object_get(j, "ok")));
 	json_decref(j);
 	/* the access line: method path status bytes ms request-id */
-	snprintf(line, sizeof(line), "http GET /v1/ping 200 %zuB ",
-		 c->out_len);
+	snprintf(line, sizeof(line), "http GET /v1/ping 200 %zuB ", c->out_len);
 	assert_non_null(strstr(logbuf, line));
 	assert_non_null(strstr(logbuf, "id=abc-123.x:Y_z client=127.0.0.1 "
 				       "end=OK"));
@@ -676,8 +674,7 @@ static void test_not_found_and_method_not_allowed(void **state)
 
 	c = do_call(f, "PUT", "/v1/jobs/j-1");
 	assert_int_equal(c->status, 405);
-	assert_string_equal(resp_header(c->hdrs, "Allow"),
-			    "GET, DELETE, HEAD");
+	assert_string_equal(resp_header(c->hdrs, "Allow"), "GET, DELETE, HEAD");
 	call_free(c);
 
 	/* a body sent to a missing route does not break the connection */
@@ -909,8 +906,7 @@ struct async_ctx {
 	uint64_t suspended_at;
 };
 
-static void async_done(struct http_req *req, enum http_req_end how,
-		       void *arg)
+static void async_done(struct http_req *req, enum http_req_end how, void *arg)
 {
 	struct async_ctx *a = arg;
 
@@ -976,7 +972,7 @@ static void test_async_reply(void **state)
 static void test_async_client_gone(void **state)
 {
 	struct fx *f = *state;
-	struct async_ctx a = {.f = f, .delay_ms = 400};
+	struct async_ctx a = {.f = f, .delay_ms = 20000};
 	const char *req = "GET /v1/async HTTP/1.1\r\nHost: x\r\n\r\n";
 	char dbgs[256];
 	int fd;
@@ -1005,7 +1001,9 @@ static void test_async_client_gone(void **state)
 	assert_int_equal(http_req_state(a.req), HTTP_REQ_DONE);
 	assert_null(http_req_header(a.req, "Host"));
 	assert_string_equal(http_req_method(a.req), "GET");
-	run_until(f->l, &a.timer_fired);
+	/* the task's next step: it re-checks, cannot answer, lets go */
+	loop_timer_stop(&a.t);
+	async_timer(&a.t, &a);
 	assert_int_equal(a.reply_rv, -ESHUTDOWN);
 	assert_int_equal(stats_of(f)->client_gone, 1);
 	run_until_conns(f, 0);
@@ -1078,8 +1076,7 @@ static void test_guard_async(void **state)
 
 	c = do_call(f, "GET", "/v1/private");
 	assert_int_equal(c->status, 401);
-	assert_string_equal(resp_header(c->hdrs, "WWW-Authenticate"),
-			    "Bearer");
+	assert_string_equal(resp_header(c->hdrs, "WWW-Authenticate"), "Bearer");
 	assert_error_body(c->out, "unauthorized", NULL, 0);
 	assert_int_equal(seen.calls, 1);
 	call_free(c);
@@ -1254,7 +1251,7 @@ static void test_slowloris(void **state)
 	int fd_slow, fd_trickle;
 	size_t pos_slow = 0, pos_trickle = 0;
 	uint64_t t0, next_slow, next_trickle, closed_slow = 0,
-				       closed_trickle = 0;
+					      closed_trickle = 0;
 	char buf_trickle[4096] = "", buf_slow[4096];
 	size_t got_trickle = 0;
 	struct call *c;
@@ -1322,6 +1319,78 @@ static void test_slowloris(void **state)
 	assert_int_equal(seen.calls, 1);
 }
 
+static void test_slow_body_gets_408(void **state)
+{
+	struct fx *f = *state;
+	struct http_server_config cfg = {.connection_timeout_s = 1};
+	const char *req = "POST /v1/echo HTTP/1.1\r\nHost: x\r\n"
+			  "X-Request-ID: slow-body-1\r\n"
+			  "Content-Type: application/json\r\n"
+			  "Content-Length: 100\r\n\r\n[1,2,3,4,5";
+	char buf[4096] = "", id[80];
+	uint64_t t0 = loop_clock_ms();
+	bool closed;
+	int fd;
+
+	start_server(f, &cfg);
+	fd = raw_connect(f->port);
+	raw_send(fd, req, strlen(req));
+	raw_read(f, fd, buf, sizeof(buf), 5000, &closed);
+	assert_true(closed);
+	assert_true(loop_clock_ms() - t0 >= 900);
+	assert_int_equal(strncmp(buf, "HTTP/1.1 408 Request Timeout\r\n", 30),
+			 0);
+	assert_non_null(strstr(buf, "\r\nX-Request-ID: slow-body-1\r\n"));
+	assert_error_body(strstr(buf, "\r\n\r\n") + 4, "request_timeout", id,
+			  sizeof(id));
+	assert_string_equal(id, "slow-body-1");
+	close(fd);
+	run_until_conns(f, 0);
+	assert_int_equal(stats_of(f)->by_status[408], 1);
+	assert_int_equal(seen.calls, 0);
+}
+
+static void test_pipelined_requests(void **state)
+{
+	struct fx *f = *state;
+	struct async_ctx a = {.f = f, .delay_ms = 50};
+	const char *two = "GET /v1/ping HTTP/1.1\r\nHost: x\r\n\r\n"
+			  "GET /v1/ping HTTP/1.1\r\nHost: x\r\n"
+			  "Connection: close\r\n\r\n";
+	const char *async_then_sync =
+	    "GET /v1/async HTTP/1.1\r\nHost: x\r\n\r\n"
+	    "GET /v1/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	char buf[8192] = "";
+	char *first, *second;
+	bool closed;
+	int fd;
+
+	start_server(f, NULL);
+	add_route(f, "GET", "/v1/async", h_async, &a, 0);
+	fd = raw_connect(f->port);
+	raw_send(fd, two, strlen(two));
+	raw_read(f, fd, buf, sizeof(buf), 5000, &closed);
+	assert_true(closed);
+	first = strstr(buf, "HTTP/1.1 200 OK");
+	assert_non_null(first);
+	assert_non_null(strstr(first + 1, "HTTP/1.1 200 OK"));
+	close(fd);
+	/* an async request with the next one already sent behind it */
+	fd = raw_connect(f->port);
+	raw_send(fd, async_then_sync, strlen(async_then_sync));
+	raw_read(f, fd, buf, sizeof(buf), 5000, &closed);
+	assert_true(closed);
+	first = strstr(buf, "\"id\":");
+	assert_non_null(first);
+	second = strstr(buf, "\"ok\":true");
+	assert_non_null(second);
+	assert_true(first < second); /* in order */
+	assert_int_equal(a.how, HTTP_REQ_END_OK);
+	close(fd);
+	run_until_conns(f, 0);
+	assert_int_equal(seen.calls, 3);
+}
+
 static void test_idle_keepalive_closed_silently(void **state)
 {
 	struct fx *f = *state;
@@ -1334,8 +1403,8 @@ static void test_idle_keepalive_closed_silently(void **state)
 	start_server(f, &cfg);
 	fd = raw_connect(f->port);
 	raw_send(fd, req, strlen(req));
-	assert_true(raw_read_until(f, fd, buf, sizeof(buf), "\"ok\":true",
-				   5000));
+	assert_true(
+	    raw_read_until(f, fd, buf, sizeof(buf), "\"ok\":true", 5000));
 	/* then idle: closed after the timeout without a 408 */
 	assert_int_equal(raw_read(f, fd, buf, sizeof(buf), 5000, &closed), 0);
 	assert_true(closed);
@@ -1484,6 +1553,7 @@ struct sse_ctx {
 	size_t chunk;
 	uint64_t period_ms;
 	bool stop_after_first;
+	bool keep_ref; /* the test drops the reference itself */
 	int done_calls;
 	enum http_req_end how;
 	int last_rv;
@@ -1499,7 +1569,8 @@ static void sse_done(struct http_req *req, enum http_req_end how, void *arg)
 	x->done_calls++;
 	x->how = how;
 	loop_timer_stop(&x->t);
-	http_req_unref(x->req);
+	if (!x->keep_ref)
+		http_req_unref(x->req);
 }
 
 static void sse_tick(struct loop_timer *t, void *arg)
@@ -1568,8 +1639,7 @@ static void test_sse_in_order(void **state)
 	assert_int_equal(c->status, 200);
 	assert_string_equal(resp_header(c->hdrs, "Content-Type"),
 			    "text/event-stream");
-	assert_string_equal(resp_header(c->hdrs, "Cache-Control"),
-			    "no-cache");
+	assert_string_equal(resp_header(c->hdrs, "Cache-Control"), "no-cache");
 	assert_true(generated_id(resp_header(c->hdrs, "X-Request-ID")));
 	for (i = 0; i < 20; i++) {
 		char ev[64];
@@ -1589,9 +1659,9 @@ static void test_sse_in_order(void **state)
 static void test_sse_client_close_notifies(void **state)
 {
 	struct fx *f = *state;
-	struct sse_ctx x = {.f = f, .period_ms = 5, .stop_after_first = true};
+	struct sse_ctx x = {
+	    .f = f, .period_ms = 5, .stop_after_first = true, .keep_ref = true};
 	struct call *c;
-	struct http_req *req;
 	uint64_t t0;
 
 	start_server(f, NULL);
@@ -1603,8 +1673,6 @@ static void test_sse_client_close_notifies(void **state)
 	assert_int_equal(c->status, 200);
 	/* the stream sleeps (nothing to write): the watch sees the close */
 	t0 = loop_clock_ms();
-	req = x.req;
-	http_req_ref(req);
 	while (!x.done_calls) {
 		assert_true(loop_run_once(f->l, 10) >= 0);
 		assert_true(loop_clock_ms() - t0 < 5000);
@@ -1613,7 +1681,7 @@ static void test_sse_client_close_notifies(void **state)
 	assert_int_equal(http_stream_write(x.s, "x", 1), -EPIPE);
 	http_stream_close(x.s); /* harmless */
 	http_stream_abort(x.s);
-	http_req_unref(req);
+	http_req_unref(x.req);
 	run_until_conns(f, 0);
 	assert_int_equal(stats_of(f)->client_gone, 1);
 	call_free(c);
@@ -1796,6 +1864,30 @@ static void h_any(struct http_req *req, void *arg)
 	http_reply_error(req, 401, "unauthorized", "test server");
 }
 
+/* Run check-openapi.sh --server against f's server; its exit status. */
+static int run_check_openapi(struct fx *f)
+{
+	char url[64], *argv[4];
+	int status = -1;
+	pid_t pid;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", f->port);
+	argv[0] = "tests/unit/check-openapi.sh";
+	argv[1] = "--server";
+	argv[2] = url;
+	argv[3] = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, WNOHANG) != pid)
+		assert_true(loop_run_once(f->l, 10) >= 0);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
 /*
  * tests/unit/check-openapi.sh: docs/openapi.yaml parses (stdlib YAML
  * subset), covers every endpoint of docs/api.md and docs/protocol.md and
@@ -1819,11 +1911,8 @@ static void test_openapi_check(void **state)
 	    {"POST", "/v1/events"},
 	    {"POST", "/v1/output/{site}/{job}/{stream}"},
 	};
-	char url[64], *argv[4];
 	struct http_server_config cfg = {0};
-	int status = -1;
-	pid_t pid;
-	size_t i;
+	size_t i, n = sizeof(routes) / sizeof(routes[0]);
 
 	if (access("tests/unit/check-openapi.sh", X_OK) != 0)
 		skip(); /* not run from the source tree */
@@ -1831,28 +1920,12 @@ static void test_openapi_check(void **state)
 	f->srv = http_server_new(f->l, &cfg);
 	assert_non_null(f->srv);
 	f->port = http_server_port(f->srv);
-	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+	/* one route missing: the check must fail */
+	for (i = 0; i + 1 < n; i++)
 		add_route(f, routes[i][0], routes[i][1], h_any, NULL, 0);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u", f->port);
-	argv[0] = "tests/unit/check-openapi.sh";
-	argv[1] = "--server";
-	argv[2] = url;
-	argv[3] = NULL;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	for (;;) {
-		pid_t w = waitpid(pid, &status, WNOHANG);
-
-		if (w == pid)
-			break;
-		loop_run_once(f->l, 10);
-	}
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(run_check_openapi(f), 1);
+	add_route(f, routes[n - 1][0], routes[n - 1][1], h_any, NULL, 0);
+	assert_int_equal(run_check_openapi(f), 0);
 	run_until_conns(f, 0);
 }
 
@@ -1873,6 +1946,8 @@ int main(void)
 	    T_(test_headers_too_large),
 	    T_(test_garbage_request_line),
 	    T_(test_slowloris),
+	    T_(test_slow_body_gets_408),
+	    T_(test_pipelined_requests),
 	    T_(test_idle_keepalive_closed_silently),
 	    T_(test_per_ip_limit),
 	    T_(test_total_connection_limit),

@@ -365,7 +365,7 @@ static void test_event_json(void **state)
 		.kind = "task_exit", .site = "alpha", .job_id = 1001,
 		.step_id = EVENT_STEP_BATCH, .node = "a1", .user = "alice",
 		.tier = "premium", .task = 0, .wait_status = 3 << 8,
-		.time_ms = 1,
+		.time_ms = 1, .step_start_ms = 1795628285813,
 	};
 	json_t *o;
 	char *s;
@@ -375,7 +375,7 @@ static void test_event_json(void **state)
 	o = json_loads(s, 0, NULL);
 	assert_non_null(o);
 	assert_string_equal(json_string_value(json_object_get(o, "id")),
-			    "alpha/1001/batch/a1/task_exit/0");
+			    "alpha/1001/batch/a1/task_exit/0@1795628285813");
 	assert_int_equal(json_integer_value(json_object_get(o, "exit_code")), 3);
 	assert_null(json_object_get(o, "signal"));
 	json_decref(o);
@@ -387,7 +387,7 @@ static void test_event_json(void **state)
 	o = json_loads(s, 0, NULL);
 	assert_int_equal(json_integer_value(json_object_get(o, "signal")), 9);
 	assert_string_equal(json_string_value(json_object_get(o, "id")),
-			    "alpha/1001/2/a1/task_exit/0");
+			    "alpha/1001/2/a1/task_exit/0@1795628285813");
 	json_decref(o);
 	free(s);
 }
