@@ -261,9 +261,12 @@ static FAKE_UNUSED void *fake_http_thread(void *arg)
 
 		if (cap < s->n_conns + 2) {
 			cap = s->n_conns + 64;
-			pfds = realloc(pfds, cap * sizeof(*pfds));
-			if (!pfds)
+			struct pollfd *grown =
+				realloc(pfds, cap * sizeof(*pfds));
+
+			if (!grown)
 				abort();
+			pfds = grown;
 		}
 		pfds[n++] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
 		pfds[n++] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
