@@ -167,6 +167,7 @@ static void created(struct gw_job *j, int rv, void *arg)
 	if (http_req_destroyed(req)) {
 		/* the client left; the job stands (it was committed) */
 	} else if (rv == 0 && j) {
+		gw_crash_point("accepted");
 		http_reply_json(req, 202, job_to_json(j));
 	} else if (rv == 1 && j) {
 		http_reply_json(req, 200, job_to_json(j));

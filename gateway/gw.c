@@ -1,7 +1,9 @@
 /* gw.c: site lookup and the per-site circuit breaker (gw.h). */
 #include "gw.h"
 
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -21,6 +23,16 @@ static const char *const breaker_names[] = {
 const char *breaker_state_name(enum breaker_state s)
 {
 	return breaker_names[s];
+}
+
+void gw_crash_point(const char *where)
+{
+	const char *at = getenv("TIERGATE_CRASH_AT");
+
+	if (at && !strcmp(at, where)) {
+		log_warn("TIERGATE_CRASH_AT=%s: dying here", where);
+		raise(SIGKILL);
+	}
 }
 
 struct gw_site *gw_site_find(struct gw *gw, const char *name)

@@ -72,6 +72,15 @@ struct gw {
 
 struct gw_site *gw_site_find(struct gw *gw, const char *name);
 
+/*
+ * Fault injection for the crash tests: when TIERGATE_CRASH_AT names this
+ * point, the daemon dies at once with SIGKILL (as kill -9 would).  Points:
+ * "accepted" (job committed, before the API answers), "submit_journaled"
+ * (SUBMITTING committed, before the site call), "site_submitted" (the
+ * site answered, before its job id is journaled).
+ */
+void gw_crash_point(const char *where);
+
 /* Breaker bookkeeping for every call a task makes to a site. */
 bool gw_site_allows(struct gw_site *s);
 void gw_site_record(struct gw_site *s, bool ok, const char *error);

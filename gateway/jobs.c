@@ -513,6 +513,7 @@ static enum task_step after_site_call(struct gw_job *j)
 		return backoff(j, FINDING);
 	case SUBMITTING:
 		if (r->err == SITE_ERR_OK) {
+			gw_crash_point("site_submitted");
 			log_info("job %s: submitted to %s as Slurm job %u",
 				 j->rec.id, j->rec.site, r->job_id);
 			j->jobs->gw->m.jobs_submitted++;
@@ -583,6 +584,7 @@ static enum task_step after_journal(struct gw_job *j)
 		}
 		return enter(j, MARKING);
 	case MARKING:
+		gw_crash_point("submit_journaled");
 		/* a retry (or a restart) never submits blindly */
 		return enter(j, j->rec.submit_attempts > 1 ? FINDING :
 							     SUBMITTING);
