@@ -212,6 +212,9 @@ static void event_authed(struct node_op *op)
 			op->upd.charge = op->upd.cpu_seconds * (t ? t->rate : 0);
 			fields = STORE_F(CPU_SECONDS) | STORE_F(CHARGE);
 		}
+		if (job_final_from_event(j, op->event, &op->upd))
+			fields |= STORE_F(STATE) | STORE_F(EXIT_CODE) |
+				  STORE_F(ENDED_BY);
 	}
 	op->sreq.cb = event_stored;
 	op->sreq.arg = op;
@@ -265,7 +268,7 @@ static void chunk_stored(struct output_req *r)
 	struct node_op *op = r->arg;
 	json_t *o;
 
-	if (r->rv && r->rv != -ERANGE) {
+	if (r->rv && r->rv != -ERANGE && r->rv != -EROFS) {
 		finish_error(op, 503, "storage_unavailable", strerror(-r->rv));
 		return;
 	}
@@ -277,8 +280,8 @@ static void chunk_stored(struct output_req *r)
 						  r->next_offset - op->offset :
 						  0;
 	if (!http_req_destroyed(op->req))
-		/* a gap: the relay resends from our length */
-		http_reply_json(op->req, r->rv == -ERANGE ? 409 : 200, o);
+		/* a gap, or bytes after the end: the relay goes by our length */
+		http_reply_json(op->req, r->rv ? 409 : 200, o);
 	else
 		json_decref(o);
 	node_op_free(op);
@@ -296,8 +299,10 @@ static void chunk_authed(struct node_op *op)
 	rv = output_append(op->gw->output, &op->oreq, op->site, op->job_id,
 			   op->stream, op->offset, data, len,
 			   op->eof ? OUTPUT_EOF : 0);
-	if (rv)
+	if (rv == -EINVAL)
 		finish_error(op, 400, "bad_request", strerror(-rv));
+	else if (rv) /* shutting down, out of memory: the relay retries */
+		finish_error(op, 503, "storage_unavailable", strerror(-rv));
 }
 
 void api_node_output(struct http_req *req, void *arg)

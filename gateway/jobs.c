@@ -261,6 +261,12 @@ static void journal(struct gw_job *j, int expect_state)
 
 	store_req_reset(&j->sreq);
 	j->sreq.task = &j->task;
+	if (!j->dirty) {
+		/* nothing to write (a retry after a failure that was redone) */
+		j->sreq.rv = 0;
+		task_wake(&j->task, TASK_WAKE_WORKER);
+		return;
+	}
 	rv = store_job_update(j->jobs->gw->store, &j->sreq, &j->rec, j->dirty,
 			      expect_state);
 	if (rv) {
@@ -269,6 +275,8 @@ static void journal(struct gw_job *j, int expect_state)
 		j->sreq.rv = rv;
 		task_wake(&j->task, TASK_WAKE_WORKER);
 	} else {
+		/* kept until the commit says so: a failed one writes them again */
+		j->inflight = j->dirty;
 		j->dirty = 0;
 	}
 	task_wait_on(&j->task, "store commit");
@@ -444,6 +452,9 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 		break;
 	case TRACKING:
 		task_wait_on(&j->task, "site poller");
+		/* what arrived while we were busy elsewhere was not a wake here */
+		if (job_final(j) || j->dirty || j->cancel_pending)
+			task_wake(&j->task, TASK_WAKE_USER);
 		break;
 	case JOURNALING:
 	case RECORDING:
@@ -462,6 +473,7 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 
 static void record_site_id(struct gw_job *j, uint32_t slurm_id)
 {
+	j->slurm_id_at_ms = loop_clock_ms();
 	j->rec.slurm_job_id = slurm_id;
 	set_state(j, STORE_JOB_PENDING);
 	set_str(&j->rec.intent, NULL);
@@ -524,7 +536,8 @@ static enum task_step after_site_call(struct gw_job *j)
 		if (transient) {
 			log_warn("job %s: submit to %s: %s; will look for it by tag",
 				 j->rec.id, j->rec.site, r->message);
-			if (j->rec.submit_attempts >= SUBMIT_ATTEMPTS_MAX) {
+			if (j->rec.submit_attempts >= SUBMIT_ATTEMPTS_MAX &&
+			    !r->outcome_unknown) {
 				set_str(&j->rec.error_code,
 					site_err_api_code(r->err));
 				set_str(&j->rec.error_message, r->message);
@@ -566,6 +579,9 @@ static enum task_step after_journal(struct gw_job *j)
 {
 	int rv = j->sreq.rv;
 
+	if (rv)
+		j->dirty |= j->inflight; /* not on disk: write them again */
+	j->inflight = 0;
 	if (rv) {
 		/* disk full, I/O error: keep the job in memory, retry */
 		log_err("job %s: journal in %s failed: %s", j->rec.id,
@@ -585,11 +601,22 @@ static enum task_step after_journal(struct gw_job *j)
 		return enter(j, MARKING);
 	case MARKING:
 		gw_crash_point("submit_journaled");
+		if (j->cancel_pending && j->rec.submit_attempts <= 1) {
+			finish(j, STORE_JOB_CANCELLED,
+			       "gateway:cancelled before submit");
+			return TASK_WAIT;
+		}
 		/* a retry (or a restart) never submits blindly */
 		return enter(j, j->rec.submit_attempts > 1 ? FINDING :
 							     SUBMITTING);
 	case RECORDING:
 	case SAVING:
+		if (j->dirty) {
+			/* changed while the last write was in flight */
+			task_set_state(&j->task, SAVING);
+			journal(j, -1);
+			return TASK_WAIT;
+		}
 		if (job_final(j)) {
 			task_set_state(&j->task, FINISHING);
 			return TASK_DONE;
@@ -658,6 +685,8 @@ static enum task_step job_step(struct task *t, unsigned wake)
 	case BACKOFF:
 		if (!(wake & TASK_WAKE_TIMER))
 			return TASK_WAIT;
+		if (j->after_backoff == SUBMITTING && j->cancel_pending)
+			j->after_backoff = FINDING; /* cancelled: submit nothing new */
 		if (j->after_backoff == MARKING ||
 		    j->after_backoff == FINISHING ||
 		    j->after_backoff == RECORDING ||
@@ -948,8 +977,40 @@ void job_apply_missing(struct gw_job *j)
 		task_wake(&j->task, TASK_WAKE_USER);
 }
 
+bool job_final_from_event(const struct gw_job *j, const json_t *ev,
+			  struct store_job *upd)
+{
+	const char *kind = json_string_value(json_object_get(ev, "kind"));
+	const char *step = json_string_value(json_object_get(ev, "step"));
+	const json_t *code = json_object_get(ev, "exit_code");
+
+	if (j->rec.state != STORE_JOB_UNKNOWN || !kind || !step ||
+	    strcmp(kind, "task_exit") || strcmp(step, "batch"))
+		return false;
+	upd->state = json_is_integer(code) && json_integer_value(code) == 0 ?
+			     STORE_JOB_COMPLETED :
+			     STORE_JOB_FAILED;
+	upd->exit_code = json_is_integer(code) ? json_integer_value(code) :
+						 STORE_NULL;
+	free(upd->ended_by);
+	upd->ended_by = strdup("site");
+	return true;
+}
+
 void job_apply_event(struct gw_job *j, const json_t *ev)
 {
+	struct store_job upd;
+
+	store_job_init(&upd);
+	if (job_final_from_event(j, ev, &upd)) {
+		log_info("job %s: final state %s from the node's report (the site had forgotten it)",
+			 j->rec.id, store_job_state_name(upd.state));
+		set_state(j, upd.state);
+		j->rec.exit_code = upd.exit_code;
+		set_str(&j->rec.ended_by, "site");
+		j->dirty &= ~(STORE_F(STATE) | STORE_F(UPDATED_AT));
+	}
+	store_job_clear(&upd);
 	const char *kind = json_string_value(json_object_get(ev, "kind"));
 	const char *step = json_string_value(json_object_get(ev, "step"));
 	const struct tier *t;

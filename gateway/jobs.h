@@ -51,6 +51,8 @@ struct gw_job {
 	struct gw_site *site;
 	struct store_job rec; /* what the API shows; journaled by the task */
 	uint64_t dirty;	      /* STORE_F bits changed, not yet journaled */
+	uint64_t inflight;    /* bits in the write in flight */
+	uint64_t slurm_id_at_ms; /* when the site's id was learnt (loop clock) */
 	struct site_call call;
 	struct store_req sreq;
 	char site_user[64];
@@ -111,6 +113,13 @@ void job_request_cancel(struct gw_job *j, const char *who);
 void job_apply_site(struct gw_job *j, const struct site_job *sj);
 /* From the site poller: the site no longer knows the job. */
 void job_apply_missing(struct gw_job *j);
+/*
+ * A job the site forgot before its end was seen (state unknown) gets its
+ * final state from the batch step's task_exit event: fills upd's state,
+ * exit_code and ended_by and returns true.
+ */
+bool job_final_from_event(const struct gw_job *j, const json_t *event,
+			  struct store_job *upd);
 /* From a plugin event (already stored): usage and final hints. */
 void job_apply_event(struct gw_job *j, const json_t *event);
 

@@ -74,7 +74,8 @@ static void on_term(struct loop_signal *s, int signo, void *arg)
 		site_poller_stop(gw.sites[i].poller);
 	/* in-flight requests get their answers; then stop */
 	loop_timer_start(gw.loop, &drain_timer,
-			 gw.cfg->drain_timeout_s < 1 ? 1000 : 1000,
+			 (gw.cfg->drain_timeout_s ? gw.cfg->drain_timeout_s : 1) *
+				 1000ull,
 			 drain_done, NULL);
 }
 

@@ -30,6 +30,7 @@ struct site_poller {
 	struct gw_site *s;
 	struct site_call call;
 	int64_t update_time; /* of the last answer, for ?update_time= */
+	int64_t list_started;
 	uint64_t n;
 	bool full;
 };
@@ -37,14 +38,17 @@ struct site_poller {
 struct missing_ctx {
 	struct gw_site *s;
 	const struct site_result *r;
+	uint64_t started_ms;
 };
 
 static int mark_missing(struct gw_job *j, void *arg)
 {
 	struct missing_ctx *m = arg;
 
+	/* a job whose id came after the listing started is not in it */
 	if (j->site == m->s && !job_final(j) &&
 	    j->rec.slurm_job_id != STORE_NULL &&
+	    j->slurm_id_at_ms < m->started_ms &&
 	    !site_result_find(m->r, (uint32_t)j->rec.slurm_job_id))
 		job_apply_missing(j);
 	return 0;
@@ -66,7 +70,7 @@ static void apply(struct site_poller *p)
 			job_apply_site(j, sj);
 	}
 	if (p->full && !r->not_modified) {
-		struct missing_ctx m = {p->s, r};
+		struct missing_ctx m = {p->s, r, p->call.started_ms};
 
 		jobs_foreach(p->gw->jobs, mark_missing, &m);
 	}
@@ -98,6 +102,7 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 		p->s->polls++;
 		task_set_state(t, LISTING);
 		task_wait_on(t, "site list");
+		p->list_started = time(NULL);
 		rv = site_list(p->s->site, &cred, p->full ? 0 : p->update_time,
 			       &p->call);
 		if (rv == 0)
@@ -110,8 +115,9 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 		if (p->call.result.err == SITE_ERR_OK) {
 			gw_site_record(p->s, true, NULL);
 			apply(p);
-			/* Slurm's update_time has second granularity: overlap */
-			p->update_time = time(NULL) - 2;
+			/* from when the call started (changes during it count);
+			 * Slurm's update_time has second granularity: overlap */
+			p->update_time = p->list_started - 2;
 		} else {
 			gw_site_record(p->s, false, p->call.result.message);
 			log_warn("site %s: poll failed: %s", p->s->cfg->name,

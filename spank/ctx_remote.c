@@ -201,6 +201,8 @@ static bool open_spool(void)
 	return rs.spool_ok;
 }
 
+static void write_meta(void);
+
 /* Queue the event in the spool; the relay delivers it, in order. */
 static void report(const struct tg_event *ev)
 {
@@ -222,6 +224,8 @@ static void report(const struct tg_event *ev)
 		rs.spool_ok = false;
 		rv = open_spool() ? spool_event_append(&rs.spool, json) :
 				    -ENOENT;
+		if (!rv && !spool_has_file(&rs.spool, "meta"))
+			write_meta();
 	}
 	if (rv)
 		log_err("job %u: event %s lost: spool %s: %s", rs.job_id,
@@ -260,10 +264,10 @@ static void write_meta(void)
 
 	snprintf(meta, sizeof(meta),
 		 "gateway=%s\nauth=%s\nmunge_socket=%s\nsite=%s\njob_id=%u\n"
-		 "request_id=%s\nticket=%s\n",
+		 "request_id=%s\nticket=%s\nbatch=%d\n",
 		 tg.args.gateway, args_report_auth_name(tg.args.report_auth),
 		 tg.args.munge_socket, tg.args.site, rs.job_id, rs.request_id,
-		 rs.ticket);
+		 rs.ticket, is_batch());
 	spool_write_file(&rs.spool, "meta", meta);
 	explicit_bzero(meta, sizeof(meta));
 }
@@ -434,15 +438,24 @@ int remote_task_exit(spank_t sp)
 	return 0;
 }
 
+/* The batch step ends: its relay flushes now; with no relay, the node's. */
 static void stop_relay(void)
 {
 	char buf[32];
 	long pid;
+	int lock_fd;
 
 	spool_write_file(&rs.spool, "end", "");
+	if (spool_lock(&rs.spool, SPOOL_LOCK_RELAY, false, &lock_fd) == 0) {
+		/* no relay holds it (output=no, spawn failed, refused tier) */
+		spool_unlock(lock_fd);
+		relay_node_kick(tg.relay, tg.args.spool);
+		return;
+	}
+	/* the lock is held: the pid is the relay's, not a recycled one */
 	if (spool_read_file(&rs.spool, "relay.pid", buf, sizeof(buf)) > 0 &&
 	    (pid = strtol(buf, NULL, 10)) > 1)
-		kill((pid_t)pid, SIGUSR1); /* final flush now */
+		kill((pid_t)pid, SIGUSR1);
 }
 
 int remote_exit(spank_t sp)

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -112,8 +113,19 @@ int relay_node_kick(const char *relay, const char *spool)
 {
 	char path[4200], buf[32];
 	long pid = 0;
+	int lock_fd;
 	FILE *f;
 
+	/* the relay's flock says whether it lives; a pid file alone could
+	 * name a recycled pid, and SIGUSR1 kills what does not expect it */
+	snprintf(path, sizeof(path), "%s/.node-relay.lock", spool);
+	lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) == 0) {
+		close(lock_fd); /* nobody holds it: start one */
+		return spawn(relay, "--node", spool, -1);
+	}
+	if (lock_fd >= 0)
+		close(lock_fd);
 	snprintf(path, sizeof(path), "%s/node-relay.pid", spool);
 	f = fopen(path, "re");
 	if (f) {
@@ -121,10 +133,9 @@ int relay_node_kick(const char *relay, const char *spool)
 			pid = strtol(buf, NULL, 10);
 		fclose(f);
 	}
-	/* a stale pid file at worst wakes nobody; the next kick starts one */
-	if (pid > 1 && kill((pid_t)pid, SIGUSR1) == 0)
-		return 0;
-	return spawn(relay, "--node", spool, -1);
+	if (pid > 1)
+		kill((pid_t)pid, SIGUSR1);
+	return 0;
 }
 
 int relay_send_stdio(int ctl_fd)

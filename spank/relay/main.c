@@ -228,9 +228,15 @@ static int pump_stream(struct relay *r, struct stream *s, bool final)
 			continue;
 		}
 		if (rv) {
-			log_info("job %u %s @%llu: %s", r->job_id, s->name,
-				 (unsigned long long)s->acked, err);
-			return rv == -EBADMSG ? -EBADMSG : -EAGAIN;
+			if (rv == -EBADMSG)
+				log_err("job %u %s @%llu: gateway refused the chunk, kept for a later try: %s",
+					r->job_id, s->name,
+					(unsigned long long)s->acked, err);
+			else
+				log_info("job %u %s @%llu: %s", r->job_id,
+					 s->name, (unsigned long long)s->acked,
+					 err);
+			return -EAGAIN;
 		}
 		s->acked = next;
 		save_acked(r, s);
@@ -245,6 +251,12 @@ static int pump_stream(struct relay *r, struct stream *s, bool final)
 				   sizeof(err));
 		if (rv == -ESPIPE && next >= s->acked)
 			rv = 0; /* it holds all we have: complete */
+		if (rv == -ESPIPE) {
+			/* it lost bytes: send them again from its length */
+			s->acked = next;
+			save_acked(r, s);
+			return -EAGAIN;
+		}
 		if (rv) {
 			log_info("job %u %s eof: %s", r->job_id, s->name, err);
 			return -EAGAIN;
@@ -282,9 +294,8 @@ static int pump(struct relay *r, bool final)
 	int rv = 0, i;
 
 	for (i = 0; i < r->n_streams; i++) {
-		int srv = pump_stream(r, &r->streams[i], final);
-
-		if (srv == -EAGAIN)
+		/* any failure keeps the bytes for a later try, never drops them */
+		if (pump_stream(r, &r->streams[i], final))
 			rv = -EAGAIN;
 	}
 	if (spool_events_each(&r->sj, send_event, r))
@@ -343,8 +354,10 @@ static int run_job(const char *dir, int ctl_fd, long linger_s, long poll_ms,
 	sigaddset(&mask, SIGTERM);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	spool_write_file(&r.sj, "relay.pid", pid);
+	if (ctl_fd >= 0) { /* the batch relay: the plugin signals it */
+		snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+		spool_write_file(&r.sj, "relay.pid", pid);
+	}
 	log_info("relay for job %u started (%d stream%s)", r.job_id,
 		 r.n_streams, r.n_streams == 1 ? "" : "s");
 
@@ -372,7 +385,7 @@ static int run_job(const char *dir, int ctl_fd, long linger_s, long poll_ms,
 		if (rv == 0 && done_when_empty) {
 			log_info("relay for job %u: all delivered", r.job_id);
 			if (has_end)
-				spool_remove_job(&r.sj);
+				spool_remove_job_if_idle(&r.sj);
 			break;
 		}
 		if (done_when_empty &&
@@ -464,6 +477,16 @@ static int drain_spool(const char *spool, long linger_s, long poll_ms)
 	return 0;
 }
 
+static bool meta_is_batch(struct spool_job *sj)
+{
+	char meta[16384], v[8];
+	bool batch = spool_read_file(sj, "meta", meta, sizeof(meta)) > 0 &&
+		     !strcmp(meta_get(meta, "batch", v, sizeof(v)), "1");
+
+	explicit_bzero(meta, sizeof(meta)); /* it holds the ticket */
+	return batch;
+}
+
 /*
  * Deliver the queued events of one job dir nobody else is working on.
  * Returns the number of events still waiting (0: nothing to do).
@@ -481,8 +504,9 @@ static int deliver_dir_events(const char *dir)
 	if (load_meta(&r) == 0 && spool_events_each(&r.sj, send_event, &r))
 		pending = 1;
 	deliverer_free(r.d);
-	/* a job without a batch step: nothing else will remove its dir */
-	if (!pending && !spool_has_file(&r.sj, "relay.pid"))
+	/* a job without a batch step: nothing else will remove its dir; a
+	 * batch job's dir goes only after its end */
+	if (!pending && (!meta_is_batch(&r.sj) || spool_has_file(&r.sj, "end")))
 		spool_remove_job_if_idle(&r.sj);
 	spool_unlock(lock_fd);
 out:
