@@ -335,22 +335,27 @@ static int confine(void)
  */
 static void start_relay(spank_t sp)
 {
-	int task_id = -1, sv[2];
+	int task_id = -1, sv[2], lock_fd;
 
 	if (!tg.args.output || !is_batch() || !open_spool())
 		return;
 	if (spank_get_item(sp, S_TASK_ID, &task_id) != ESPANK_SUCCESS ||
 	    task_id != 0)
 		return;
+	/* the relay's lock, taken here and handed over: held from now on */
+	if (spool_lock(&rs.spool, SPOOL_LOCK_RELAY, false, &lock_fd))
+		return; /* a relay already works on this job */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		log_err("job %u: socketpair: %m", rs.job_id);
+		spool_unlock(lock_fd);
 		return;
 	}
-	if (relay_spawn(tg.relay, rs.spool.dir, sv[1]) == 0)
+	if (relay_spawn(tg.relay, rs.spool.dir, sv[1], lock_fd) == 0)
 		rs.relay_ctl = sv[0];
 	else
 		close(sv[0]);
 	close(sv[1]);
+	close(lock_fd); /* our copy; the relay's keeps the lock */
 }
 
 int remote_task_init_privileged(spank_t sp)

@@ -30,19 +30,31 @@ int relay_default_path(char *buf, unsigned len)
 	return 0;
 }
 
+/* Put fd `from` at `to`, open across exec. */
+static void place_fd(int from, int to)
+{
+	if (from != to)
+		dup2(from, to); /* the copy is not close-on-exec */
+	else
+		fcntl(to, F_SETFD, 0);
+}
+
 static void exec_relay(const char *relay, const char *mode, const char *dir,
-		       int ctl_fd)
+		       int ctl_fd, int lock_fd)
 {
 	char *const envp[] = {"PATH=/usr/bin:/bin", NULL};
-	char *argv[6];
+	char *argv[8];
 	int i = 0, null_fd;
 
-	/* fd 3 is the control socket; nothing else survives exec */
-	if (ctl_fd >= 0 && ctl_fd != 3)
-		dup2(ctl_fd, 3); /* the copy is not close-on-exec */
-	else if (ctl_fd == 3)
-		fcntl(3, F_SETFD, 0);
-	close_range(ctl_fd >= 0 ? 4 : 3, ~0U, 0);
+	/* fd 3: the control socket, fd 4: the job dir's relay lock, already
+	 * held; nothing else survives exec */
+	if (ctl_fd >= 0 && lock_fd == 3)
+		lock_fd = dup(lock_fd);
+	if (ctl_fd >= 0)
+		place_fd(ctl_fd, 3);
+	if (lock_fd >= 0)
+		place_fd(lock_fd, 4);
+	close_range(lock_fd >= 0 ? 5 : ctl_fd >= 0 ? 4 : 3, ~0U, 0);
 	null_fd = open("/dev/null", O_RDWR);
 	if (null_fd >= 0) {
 		dup2(null_fd, 0);
@@ -56,13 +68,15 @@ static void exec_relay(const char *relay, const char *mode, const char *dir,
 	argv[i++] = (char *)dir;
 	if (ctl_fd >= 0)
 		argv[i++] = (char *)"--control-fd=3";
+	if (lock_fd >= 0)
+		argv[i++] = (char *)"--lock-fd=4";
 	argv[i] = NULL;
 	execve(relay, argv, envp);
 	_exit(127);
 }
 
 static int spawn(const char *relay, const char *mode, const char *dir,
-		 int ctl_fd)
+		 int ctl_fd, int lock_fd)
 {
 	pid_t child, done;
 	int status = 0;
@@ -88,7 +102,7 @@ static int spawn(const char *relay, const char *mode, const char *dir,
 
 			sigemptyset(&none);
 			sigprocmask(SIG_SETMASK, &none, NULL);
-			exec_relay(relay, mode, dir, ctl_fd);
+			exec_relay(relay, mode, dir, ctl_fd, lock_fd);
 			_exit(127);
 		default:
 			_exit(0);
@@ -104,9 +118,10 @@ static int spawn(const char *relay, const char *mode, const char *dir,
 	return 0;
 }
 
-int relay_spawn(const char *relay, const char *job_dir, int ctl_fd)
+int relay_spawn(const char *relay, const char *job_dir, int ctl_fd,
+		int lock_fd)
 {
-	return spawn(relay, "--job-dir", job_dir, ctl_fd);
+	return spawn(relay, "--job-dir", job_dir, ctl_fd, lock_fd);
 }
 
 int relay_node_kick(const char *relay, const char *spool)
@@ -122,7 +137,7 @@ int relay_node_kick(const char *relay, const char *spool)
 	lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) == 0) {
 		close(lock_fd); /* nobody holds it: start one */
-		return spawn(relay, "--node", spool, -1);
+		return spawn(relay, "--node", spool, -1, -1);
 	}
 	if (lock_fd >= 0)
 		close(lock_fd);

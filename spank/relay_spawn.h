@@ -14,10 +14,14 @@
 /*
  * Run `relay` on `job_dir`.  ctl_fd (or -1) is one end of a unix socket
  * pair, passed to the relay as fd 3: the task sends the job's output files
- * over it once they are in place (relay_send_stdio).  Returns 0 once the
- * relay process exists, or -errno.
+ * over it once they are in place (relay_send_stdio).  lock_fd (or -1) is
+ * the job dir's relay lock, taken by the caller and handed over as fd 4:
+ * held from before the job starts, so a job that ends before the relay
+ * is up still finds its relay.  Returns 0 once the relay process exists,
+ * or -errno.
  */
-int relay_spawn(const char *relay, const char *job_dir, int ctl_fd);
+int relay_spawn(const char *relay, const char *job_dir, int ctl_fd,
+		int lock_fd);
 
 /*
  * From the task, as the job's user, just before exec: open the task's

@@ -303,8 +303,8 @@ static int pump(struct relay *r, bool final)
 	return rv;
 }
 
-static int run_job(const char *dir, int ctl_fd, long linger_s, long poll_ms,
-		   bool drain)
+static int run_job(const char *dir, int ctl_fd, int given_lock_fd,
+		   long linger_s, long poll_ms, bool drain)
 {
 	struct relay r = {.poll_ms = poll_ms, .linger_s = linger_s};
 	int lock_fd = -1, sfd = -1, rv, i;
@@ -316,7 +316,9 @@ static int run_job(const char *dir, int ctl_fd, long linger_s, long poll_ms,
 	rv = spool_job_open_dir(dir, &r.sj);
 	if (rv)
 		return 1;
-	if (spool_lock(&r.sj, SPOOL_LOCK_RELAY, false, &lock_fd)) {
+	if (given_lock_fd >= 0)
+		lock_fd = given_lock_fd; /* taken by the plugin for us */
+	else if (spool_lock(&r.sj, SPOOL_LOCK_RELAY, false, &lock_fd)) {
 		dbg("%s: another relay has it", dir);
 		spool_job_close(&r.sj);
 		return 0;
@@ -470,7 +472,7 @@ static int drain_spool(const char *spool, long linger_s, long poll_ms)
 		snprintf(dir, sizeof(dir), "%s/%s", spool, de->d_name);
 		if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
 			continue; /* relay.log */
-		run_job(dir, -1, linger_s, poll_ms, true);
+		run_job(dir, -1, -1, linger_s, poll_ms, true);
 		remove_if_stale(dir);
 	}
 	closedir(d);
@@ -647,6 +649,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"job-dir", required_argument, NULL, 'j'},
 		{"control-fd", required_argument, NULL, 'c'},
+		{"lock-fd", required_argument, NULL, 'L'},
 		{"linger", required_argument, NULL, 'l'},
 		{"poll-ms", required_argument, NULL, 'p'},
 		{"drain", required_argument, NULL, 'd'},
@@ -658,7 +661,7 @@ int main(int argc, char **argv)
 	};
 	const char *job_dir = NULL, *spool = NULL, *node_spool = NULL;
 	long idle_s = 60;
-	int ctl_fd = -1, c, logfd;
+	int ctl_fd = -1, lock_fd = -1, c, logfd;
 	long linger_s = 600, poll_ms = 100;
 	char logpath[4200];
 
@@ -666,6 +669,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'j': job_dir = optarg; break;
 		case 'c': ctl_fd = atoi(optarg); break;
+		case 'L': lock_fd = atoi(optarg); break;
 		case 'l': linger_s = atol(optarg); break;
 		case 'p': poll_ms = atol(optarg); break;
 		case 'd': spool = optarg; break;
@@ -704,5 +708,5 @@ int main(int argc, char **argv)
 		return run_node(node_spool, idle_s);
 	if (spool)
 		return drain_spool(spool, linger_s, poll_ms);
-	return run_job(job_dir, ctl_fd, linger_s, poll_ms, false);
+	return run_job(job_dir, ctl_fd, lock_fd, linger_s, poll_ms, false);
 }
