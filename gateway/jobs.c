@@ -357,7 +357,7 @@ static int start_submit(struct gw_job *j)
 {
 	struct site_submit sub = {0};
 	struct site_cred cred;
-	char err[256];
+	char err[256], out[96];
 	json_t *env, *req;
 	int rv;
 
@@ -367,6 +367,10 @@ static int start_submit(struct gw_job *j)
 		return -EINVAL;
 	}
 	req = json_loads(j->rec.request_body, 0, NULL);
+	/* named after the gateway id: Slurm ids repeat, e.g. after a reset,
+	 * and another user's old slurm-%j.out would make the job fail */
+	snprintf(out, sizeof(out), "/tmp/tiergate-%s.out", j->rec.id);
+	sub.std_out = out;
 	sub.tag = j->rec.id;
 	sub.script = json_string_value(json_object_get(req, "script"));
 	sub.partition = j->site->cfg->partition;
@@ -483,9 +487,31 @@ static void record_site_id(struct gw_job *j, uint32_t slurm_id)
 	journal(j, -1);
 }
 
+/*
+ * The job the site holds under our tag, if any: only one of this user
+ * (anyone can write a comment); the oldest if several.
+ */
+static bool own_tagged_job(const struct gw_job *j,
+			   const struct site_result *r, uint32_t *id)
+{
+	size_t i, n = 0;
+
+	for (i = 0; r->err == SITE_ERR_OK && i < r->n_jobs; i++) {
+		if (strcmp(r->jobs[i].user, j->site_user))
+			continue;
+		if (!n++ || r->jobs[i].job_id < *id)
+			*id = r->jobs[i].job_id;
+	}
+	if (n > 1)
+		log_err("job %s: %zu Slurm jobs on %s carry its tag; adopting the oldest, %u",
+			j->rec.id, n, j->rec.site, *id);
+	return n > 0;
+}
+
 static enum task_step after_site_call(struct gw_job *j)
 {
 	struct site_result *r = &j->call.result;
+	uint32_t id = 0;
 	bool transient = site_err_transient(r->err) || r->outcome_unknown;
 
 	gw_site_record(j->site, r->err == SITE_ERR_OK ||
@@ -493,16 +519,7 @@ static enum task_step after_site_call(struct gw_job *j)
 		       r->message);
 	switch ((enum job_task_state)j->task.state) {
 	case FINDING:
-		if (r->err == SITE_ERR_OK && r->n_jobs > 0) {
-			uint32_t id = r->jobs[0].job_id;
-			size_t i;
-
-			for (i = 1; i < r->n_jobs; i++)
-				if (r->jobs[i].job_id < id)
-					id = r->jobs[i].job_id;
-			if (r->n_jobs > 1)
-				log_err("job %s: %zu Slurm jobs on %s carry its tag; adopting the first, %u",
-					j->rec.id, r->n_jobs, j->rec.site, id);
+		if (own_tagged_job(j, r, &id)) {
 			log_info("job %s: adopted Slurm job %u on %s (found by tag)",
 				 j->rec.id, id, j->rec.site);
 			j->jobs->gw->m.jobs_adopted++;

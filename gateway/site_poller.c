@@ -64,8 +64,8 @@ static void apply(struct site_poller *p)
 		struct gw_job *j = jobs_find_slurm(p->gw->jobs, p->s->cfg->name,
 						   sj->job_id);
 
-		if (!j && sj->tag[0])
-			j = jobs_find(p->gw->jobs, sj->tag);
+		/* by id only: a tag (the job's comment) is anyone's to write;
+		 * jobs without an id yet are the job task's (FINDING) */
 		if (j)
 			job_apply_site(j, sj);
 	}

@@ -20,12 +20,11 @@ for s in "${SITES[@]}"; do
 		fail "$s: submit failed: $id"
 	[[ $id =~ ^j-[0-9a-f]{12}$ ]] || fail "$s: submit printed '$id', not a job id"
 	wait_gw_state alice "$id" 60 failed
-	slurm_id=$(job_field alice "$id" .slurm.job_id)
 	assert_eq 3 "$(job_field alice "$id" .slurm.exit_code)" "$s $id: exit code"
 	assert_eq FAILED "$(job_field alice "$id" .slurm.state)" "$s $id: Slurm state"
 	assert_eq site "$(job_field alice "$id" .ended_by)" "$s $id: ended by"
 	# the job really ran at premium: the ticket from the gateway reached the plugin
-	out=/tmp/slurm-$slurm_id.out
+	out=/tmp/tiergate-$id.out
 	wait_file "$out" 5
 	assert_contains "$(cat "$out")" "tier=premium cpus=0-1 user=alice" "$s $id: job output"
 	# the output reached the gateway through the plugin's relay: follow shows it
