@@ -47,12 +47,28 @@ static void usage(FILE *f)
 
 /* ---- signals ------------------------------------------------------- */
 
-static void drain_done(struct loop_timer *t, void *arg)
+static uint64_t drain_deadline_ms;
+
+/* Every 100 ms: stop once no request or stream is left, or at the deadline. */
+static void drain_check(struct loop_timer *t, void *arg)
 {
-	(void)t;
+	struct http_server_stats st;
+
 	(void)arg;
-	log_info("drained; exiting");
-	loop_stop(gw.loop);
+	http_server_stats(gw.server, &st);
+	if (st.requests_active == 0 && st.streams_active == 0) {
+		log_info("drained; exiting");
+		loop_stop(gw.loop);
+		return;
+	}
+	if (loop_clock_ms() >= drain_deadline_ms) {
+		log_warn("drain timeout: %u request(s), %u stream(s) cut",
+			 (unsigned)st.requests_active,
+			 (unsigned)st.streams_active);
+		loop_stop(gw.loop);
+		return;
+	}
+	loop_timer_start(gw.loop, t, 100, drain_check, NULL);
 }
 
 static void on_term(struct loop_signal *s, int signo, void *arg)
@@ -73,10 +89,8 @@ static void on_term(struct loop_signal *s, int signo, void *arg)
 	for (i = 0; i < gw.n_sites; i++)
 		site_poller_stop(gw.sites[i].poller);
 	/* in-flight requests get their answers; then stop */
-	loop_timer_start(gw.loop, &drain_timer,
-			 (gw.cfg->drain_timeout_s ? gw.cfg->drain_timeout_s : 1) *
-				 1000ull,
-			 drain_done, NULL);
+	drain_deadline_ms = loop_clock_ms() + gw.cfg->drain_timeout_s * 1000ull;
+	loop_timer_start(gw.loop, &drain_timer, 0, drain_check, NULL);
 }
 
 static void on_hup(struct loop_signal *s, int signo, void *arg)
