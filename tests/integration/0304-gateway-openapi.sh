@@ -31,7 +31,7 @@ gateway_start
 PID0=$GW_PID
 LOG0=$(wc -l <"$TIERGATED_LOG")
 out=$("$CHECK" --server "$TIERGATE_URL" 2>&1) || fail "check-openapi.sh --server $TIERGATE_URL failed: $out"
-note "$out"
+while IFS= read -r line; do note "$line"; done <<<"$out"
 assert_contains "$out" "$TIERGATE_URL: $n_ops operations routed, errors shaped: ok" "check-openapi.sh --server"
 
 # the probe reached this daemon: one access-log line per operation probed

@@ -19,12 +19,7 @@
 
 command -v strace >/dev/null || skip "strace is not installed"
 
-# A gateway with an empty state: the runner's `up --fresh` restarts the
-# sites' Slurm job ids but gateway-up keeps the gateway's state, so a job
-# of an earlier run can own the same (site, Slurm id) and its finished
-# output file then refuses the new job's output (409) in a tight retry loop
-# that would bury this test's load (reported as a gateway bug).
-TIERGATE_GATEWAY_FRESH=1 gateway_start
+gateway_start
 PID0=$GW_PID
 [ "$(cat "/proc/$PID0/comm")" = tiergated ] || fail "pid $PID0 is not tiergated: $(cat "/proc/$PID0/comm" 2>&1)"
 MUNGE_SOCKETS=()
