@@ -169,6 +169,13 @@ static void prepare(spank_t sp)
 	};
 	rs.decide_rv = tier_decide(tg.tiers, &req, &rs.decision);
 	event_step_name(rs.step_id, step, sizeof(step));
+	/* one id finds a job's story in the gateway's log and in slurmd's */
+	if (rs.request_id[0] && is_batch())
+		log_info("job %u.%s: gateway job %s, request %s", rs.job_id,
+			 step,
+			 rs.decision.ticket_valid ? rs.decision.ticket.job_id :
+						    "-",
+			 rs.request_id);
 	if (rs.decision.ticket_error[0])
 		log_info("job %u.%s: ticket not used: %s", rs.job_id, step,
 			 rs.decision.ticket_error);

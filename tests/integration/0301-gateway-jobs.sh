@@ -31,6 +31,12 @@ for s in "${SITES[@]}"; do
 	got=$(timeout 60 "$TIERGATE_CLI" --url "$TIERGATE_URL" --token-file <(printf '%s' "$TIERGATE_TOKEN_ALICE") follow "$id" 2>/dev/null || true)
 	assert_contains "$got" "tier=premium cpus=0-1 user=alice" "$s $id: output through the gateway"
 
+	# correlation: the API request id reaches the node's log with the job
+	rid=$(job_field alice "$id" .request_id)
+	grep -qs "gateway job $id, request $rid" "$SITE_DIR"/log/slurmd-*.log ||
+		fail "$s $id: request $rid is not in the slurmd log"
+	grep -qs "$rid" "$TIERGATED_LOG" || fail "$s $id: request $rid is not in the gateway log"
+
 	# usage comes from the plugin's step_end event (premium rate 3.0)
 	for _ in $(seq 1 50); do
 		[ "$(job_field alice "$id" '.usage.cpu_seconds > 0')" = true ] && break
