@@ -607,10 +607,7 @@ static enum task_step after_journal(struct gw_job *j)
 	}
 	switch ((enum job_task_state)j->task.state) {
 	case JOURNALING:
-		if (j->created_cb) {
-			j->created_cb(j, 0, j->created_arg);
-			j->created_cb = NULL;
-		}
+		/* the API was answered by on_created when the insert committed */
 		if (j->cancel_pending) {
 			finish(j, STORE_JOB_CANCELLED, NULL);
 			return TASK_WAIT;
@@ -640,11 +637,6 @@ static enum task_step after_journal(struct gw_job *j)
 		}
 		if (j->cancel_pending && j->rec.slurm_job_id != STORE_NULL)
 			return enter(j, CANCELLING);
-		if (j->dirty) {
-			task_set_state(&j->task, SAVING);
-			journal(j, -1);
-			return TASK_WAIT;
-		}
 		return enter(j, TRACKING);
 	case FINISHING:
 		return TASK_DONE;
