@@ -6,6 +6,7 @@
 #   make test       deps + build + unit + integration (real Slurm sites)
 #   make asan       unit tests under AddressSanitizer + UBSan
 #   make demo       the main job, end to end
+#   make bench      the benchmarks (bench/run; figures in docs/performance.md)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make format / make lint / make clean
 
