@@ -26,7 +26,7 @@ struct node_op {
 	json_t *event; /* events */
 	char site[64];
 	uint64_t job_id;
-	char stream[16]; /* output */
+	char stream[96]; /* output: the stored stream's key */
 	uint64_t offset;
 	bool eof;
 	struct store_req sreq;
@@ -291,7 +291,15 @@ static void chunk_authed(struct node_op *op)
 {
 	size_t len;
 	const void *data = http_req_body(op->req, &len);
+	struct gw_job *j = jobs_find_slurm(op->gw->jobs, op->site,
+					   (uint32_t)op->job_id);
+	char key[96];
 	int rv;
+
+	/* a gateway job's output is its own, even if the site reuses the
+	 * Slurm id: "<gateway id>-<stream>" (output_stream_key) */
+	output_stream_key(j ? j->rec.id : NULL, op->stream, key, sizeof(key));
+	snprintf(op->stream, sizeof(op->stream), "%s", key);
 
 	op->oreq.cb = chunk_stored;
 	op->oreq.arg = op;

@@ -43,7 +43,8 @@ struct follower {
 	struct http_req *req;
 	struct http_stream *st;
 	char job_id[32];
-	char stream[16];
+	char stream_name[16]; /* stdout or stderr, as the client sees it */
+	char stream[96];      /* the stored stream's key */
 	uint64_t offset;
 	uint64_t last_write_ms;
 	uint64_t final_since_ms; /* when the job was first seen final */
@@ -72,7 +73,7 @@ static int send_chunk(struct follower *f, size_t n)
 	EVP_EncodeBlock((unsigned char *)f->enc, f->buf, (int)n);
 	snprintf(head, sizeof(head),
 		 "id: %llu\nevent: output\ndata: {\"stream\":\"%s\",\"offset\":%llu,\"data_b64\":\"",
-		 (unsigned long long)(f->offset + n), f->stream,
+		 (unsigned long long)(f->offset + n), f->stream_name,
 		 (unsigned long long)f->offset);
 	rv = send_event(f, head);
 	if (!rv)
@@ -226,7 +227,8 @@ void api_jobs_output(struct http_req *req, void *arg)
 	f->gw = gw;
 	f->req = req;
 	snprintf(f->job_id, sizeof(f->job_id), "%s", j->rec.id);
-	snprintf(f->stream, sizeof(f->stream), "%s", stream);
+	snprintf(f->stream_name, sizeof(f->stream_name), "%s", stream);
+	output_stream_key(j->rec.id, stream, f->stream, sizeof(f->stream));
 	f->st = http_stream_start(req, "text/event-stream");
 	if (!f->st) {
 		free(f);

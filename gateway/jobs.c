@@ -177,6 +177,15 @@ static void set_str(char **field, const char *v)
 	*field = v ? strdup(v) : NULL;
 }
 
+void output_stream_key(const char *gw_job_id, const char *stream, char *buf,
+		       size_t len)
+{
+	if (gw_job_id)
+		snprintf(buf, len, "%s-%s", gw_job_id, stream);
+	else
+		snprintf(buf, len, "%s", stream);
+}
+
 /* ---- JSON ---------------------------------------------------------- */
 
 static json_t *str_or_null(const char *s)

@@ -123,6 +123,14 @@ bool job_final_from_event(const struct gw_job *j, const json_t *event,
 /* From a plugin event (already stored): usage and final hints. */
 void job_apply_event(struct gw_job *j, const json_t *event);
 
+/*
+ * The output store's stream key for a job's stdout/stderr: "<gateway
+ * id>-<stream>" for a gateway job (a site that reuses Slurm ids cannot mix
+ * two jobs' output), the plain stream name for other jobs.
+ */
+void output_stream_key(const char *gw_job_id, const char *stream, char *buf,
+		       size_t len);
+
 /* The API's view of the job (new reference). */
 json_t *job_to_json(const struct gw_job *j);
 const char *job_debug_str(const struct gw_job *j, char *buf, size_t len);
