@@ -421,6 +421,8 @@ static int start_cancel(struct gw_job *j)
 			   (uint32_t)j->rec.slurm_job_id, &j->call);
 }
 
+static enum task_step enter(struct gw_job *j, enum job_task_state s);
+
 static enum task_step backoff(struct gw_job *j, enum job_task_state then)
 {
 	uint64_t ms = BACKOFF_MIN_MS << (j->attempts < 6 ? j->attempts : 6);
@@ -433,6 +435,44 @@ static enum task_step backoff(struct gw_job *j, enum job_task_state then)
 	task_sleep(&j->task, ms);
 	task_wait_on(&j->task, "backoff");
 	return TASK_WAIT;
+}
+
+/*
+ * A site call that could not even start.  What time may cure (the site
+ * down, out of memory) backs off; what it cannot (no usable credential, a
+ * ticket that cannot be signed, a bad request) ends the job as rejected, or
+ * for a cancel stops asking, instead of retrying for ever.
+ */
+static enum task_step not_started(struct gw_job *j, enum job_task_state s,
+				  int rv)
+{
+	const struct site_result *r = &j->call.result;
+	bool done = site_call_done(&j->call);
+	bool hopeless = rv == -EINVAL || rv == -EACCES || rv == -EPERM ||
+			(done && r->err != SITE_ERR_OK &&
+			 !site_err_transient(r->err));
+
+	log_err("job %s: cannot start %s: %s%s%s", j->rec.id,
+		job_task_state_names[s], strerror(-rv), done ? ": " : "",
+		done ? r->message : "");
+	if (!hopeless)
+		return backoff(j, s);
+	if (s == CANCELLING) {
+		j->cancel_pending = false;
+		return enter(j, TRACKING);
+	}
+	if (s == SUBMITTING && j->rec.submit_attempts <= 1) {
+		set_str(&j->rec.error_code,
+			done ? site_err_api_code(r->err) : "internal");
+		set_str(&j->rec.error_message,
+			done && r->message[0] ? r->message :
+						"the job could not be prepared for the site");
+		j->dirty |= STORE_F(ERROR_CODE) | STORE_F(ERROR_MESSAGE);
+		finish(j, STORE_JOB_REJECTED, "gateway");
+		return TASK_WAIT;
+	}
+	/* a retry might have reached the site before: keep looking */
+	return backoff(j, s);
 }
 
 /* Go to `s` and start its call; failures to even start back off. */
@@ -476,11 +516,8 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 	case FINISHING:
 		break;
 	}
-	if (rv) {
-		log_err("job %s: cannot start %s: %s", j->rec.id,
-			job_task_state_names[s], strerror(-rv));
-		return backoff(j, s);
-	}
+	if (rv)
+		return not_started(j, s, rv);
 	return TASK_WAIT;
 }
 
