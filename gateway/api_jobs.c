@@ -1,13 +1,13 @@
 /* api_jobs.c: POST/GET/DELETE /v1/jobs (docs/api.md). */
 #include <ctype.h>
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
 #include "config.h"
+#include "digest.h"
 #include "jobs.h"
 #include "log.h"
 #include "tier.h"
@@ -149,17 +149,6 @@ bad_body:
 	return -EINVAL;
 }
 
-static void sha256_hex(const char *s, char out[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
-
-	EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
-	for (i = 0; i < n && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	out[64] = '\0';
-}
-
 static void created(struct gw_job *j, int rv, void *arg)
 {
 	struct http_req *req = arg;
@@ -226,7 +215,7 @@ void api_jobs_create(struct http_req *req, void *arg)
 		http_reply_error(req, 500, "internal", "out of memory");
 		goto out;
 	}
-	sha256_hex(canon, hash);
+	digest_sha256_hex(canon, strlen(canon), hash);
 	jr.user = id->user;
 	jr.idempotency_key = idem;
 	jr.body_hash = hash;

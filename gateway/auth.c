@@ -11,6 +11,7 @@
  * munged hangs (a SIGSTOPped munged keeps munge_decode blocked ~10 s).
  */
 #include "auth.h"
+#include "digest.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -442,21 +443,6 @@ out_refused:
 
 /* ------------------------------------------------------------ MUNGE */
 
-/* Worker thread: lowercase hex of SHA-256. */
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-	static const char hx[] = "0123456789abcdef";
-	unsigned char h[32];
-	int i;
-
-	sha256(data, len, h);
-	for (i = 0; i < 32; i++) {
-		out[2 * i] = hx[h[i] >> 4];
-		out[2 * i + 1] = hx[h[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 static int munge_err_to_errno(munge_err_t e)
 {
 	switch (e) {
@@ -533,7 +519,6 @@ static void munge_work(struct worker_job *j)
 	uid_t uid = (uid_t)-1;
 	gid_t gid = (gid_t)-1;
 	char *expect = NULL;
-	char hex[65];
 	int n;
 
 	r->w_rv = 0;
@@ -574,8 +559,14 @@ static void munge_work(struct worker_job *j)
 	r->w_uid = (int64_t)uid;
 	r->w_gid = (int64_t)gid;
 	if (r->method == AUTH_METHOD_NODE_MUNGE) {
-		sha256_hex(r->body ? r->body : "", r->body_len, hex);
-		n = asprintf(&expect, "POST %s\n%s", r->req_path, hex);
+		/* the relay signed this very form (shared/digest.c) */
+		size_t cap = strlen(r->req_path) + 80;
+
+		expect = malloc(cap);
+		n = expect ? digest_report_payload("POST", r->req_path,
+						   r->body, r->body_len,
+						   expect, cap) :
+			     -1;
 	} else {
 		n = asprintf(&expect, "%s %s", r->req_method, r->req_path);
 	}

@@ -6,12 +6,12 @@
 #include <errno.h>
 #include <jansson.h>
 #include <munge.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "digest.h"
 #include "log.h"
 
 #define REPLY_MAX 4096
@@ -86,23 +86,12 @@ static size_t on_reply(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, i;
-
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	for (i = 0; i < mdlen && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	out[64] = '\0';
-}
-
 /* "Authorization: ..." header for this request, or NULL (none / failed). */
 static char *auth_header(struct deliverer *d, const char *method,
 			 const char *path, const void *body, size_t len,
 			 char *err, size_t errlen)
 {
-	char *hdr = NULL, *cred = NULL, payload[640], hex[65];
+	char *hdr = NULL, *cred = NULL, payload[640];
 	munge_ctx_t ctx;
 	munge_err_t merr;
 
@@ -121,10 +110,11 @@ static char *auth_header(struct deliverer *d, const char *method,
 	case REPORT_AUTH_MUNGE:
 		break;
 	}
-	sha256_hex(body, len, hex);
-	/* the path without its query string: what the gateway's router sees */
-	snprintf(payload, sizeof(payload), "%s %.*s\n%s", method,
-		 (int)strcspn(path, "?"), path, hex);
+	if (digest_report_payload(method, path, body, len, payload,
+				  sizeof(payload)) < 0) {
+		snprintf(err, errlen, "report path too long");
+		return NULL;
+	}
 	ctx = munge_ctx_create();
 	if (!ctx) {
 		snprintf(err, errlen, "munge_ctx_create failed");
