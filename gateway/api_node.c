@@ -10,13 +10,11 @@
 #include <time.h>
 
 #include "api.h"
-#include "config.h"
 #include "jobs.h"
 #include "log.h"
 #include "output_store.h"
 #include "store.h"
 #include "ticket.h"
-#include "tier.h"
 
 /* One node report in flight: auth, then the store. */
 struct node_op {
@@ -31,7 +29,8 @@ struct node_op {
 	bool eof;
 	struct store_req sreq;
 	struct output_req oreq;
-	struct store_job upd;
+	struct store_job upd; /* the job's fields the event changes */
+	uint64_t fields;
 	struct store_event ev;
 	void (*authed)(struct node_op *op);
 };
@@ -165,9 +164,10 @@ static void event_stored(struct store_req *r)
 	op->gw->m.events_received++;
 	if (r->duplicate) {
 		op->gw->m.events_duplicate++;
-	} else if ((j = jobs_find_slurm(op->gw->jobs, op->site,
-					(uint32_t)op->job_id))) {
-		job_apply_event(j, op->event);
+	} else if (op->fields && (j = jobs_find_slurm(op->gw->jobs, op->site,
+						      (uint32_t)op->job_id)) &&
+		   !strcmp(j->rec.id, op->upd.id)) {
+		job_apply_update(j, &op->upd, op->fields);
 	}
 	o = json_object();
 	json_object_set_new(o, "duplicate", json_boolean(r->duplicate));
@@ -185,7 +185,6 @@ static void event_authed(struct node_op *op)
 					   (uint32_t)op->job_id);
 	const char *gw_job = json_string_value(json_object_get(op->event,
 							       "gw_job"));
-	uint64_t fields = 0;
 	int rv;
 
 	op->ev.id = strdup(json_string_value(json_object_get(op->event, "id")));
@@ -195,31 +194,12 @@ static void event_authed(struct node_op *op)
 	op->ev.kind =
 		strdup(json_string_value(json_object_get(op->event, "kind")));
 	op->ev.body = json_dumps(op->event, JSON_COMPACT | JSON_SORT_KEYS);
-	if (j) {
-		/* the job's usage after this event, committed with it */
-		const struct tier *t = j->rec.tier && op->gw->cfg->tiers ?
-					       tier_find(op->gw->cfg->tiers,
-							 j->rec.tier) :
-					       NULL;
-
-		store_job_init(&op->upd);
-		op->upd.id = strdup(j->rec.id);
-		op->upd.cpu_seconds = j->rec.cpu_seconds;
-		op->upd.charge = j->rec.charge;
-		if (!strcmp(op->ev.kind, "step_end")) {
-			op->upd.cpu_seconds += json_number_value(
-				json_object_get(op->event, "cpu_seconds"));
-			op->upd.charge = op->upd.cpu_seconds * (t ? t->rate : 0);
-			fields = STORE_F(CPU_SECONDS) | STORE_F(CHARGE);
-		}
-		if (job_final_from_event(j, op->event, &op->upd))
-			fields |= STORE_F(STATE) | STORE_F(EXIT_CODE) |
-				  STORE_F(ENDED_BY);
-	}
+	if (j) /* what it changes in the job, committed with it */
+		op->fields = job_event_update(j, op->event, &op->upd);
 	op->sreq.cb = event_stored;
 	op->sreq.arg = op;
 	rv = store_event_insert(op->gw->store, &op->sreq, &op->ev,
-				j && fields ? &op->upd : NULL, fields);
+				op->fields ? &op->upd : NULL, op->fields);
 	if (rv)
 		finish_error(op, 503, "storage_unavailable", store_strerror(rv));
 }

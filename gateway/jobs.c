@@ -1032,56 +1032,60 @@ void job_apply_missing(struct gw_job *j)
 		task_wake(&j->task, TASK_WAKE_USER);
 }
 
-bool job_final_from_event(const struct gw_job *j, const json_t *ev,
+uint64_t job_event_update(const struct gw_job *j, const json_t *ev,
 			  struct store_job *upd)
 {
 	const char *kind = json_string_value(json_object_get(ev, "kind"));
 	const char *step = json_string_value(json_object_get(ev, "step"));
 	const json_t *code = json_object_get(ev, "exit_code");
+	const struct tier *t = j->jobs->gw->cfg->tiers && j->rec.tier ?
+				       tier_find(j->jobs->gw->cfg->tiers,
+						 j->rec.tier) :
+				       NULL;
+	uint64_t fields = 0;
 
-	if (j->rec.state != STORE_JOB_UNKNOWN || !kind || !step ||
-	    strcmp(kind, "task_exit") || strcmp(step, "batch"))
-		return false;
-	upd->state = json_is_integer(code) && json_integer_value(code) == 0 ?
-			     STORE_JOB_COMPLETED :
-			     STORE_JOB_FAILED;
-	upd->exit_code = json_is_integer(code) ? json_integer_value(code) :
-						 STORE_NULL;
-	free(upd->ended_by);
-	upd->ended_by = strdup("site");
-	return true;
+	store_job_init(upd);
+	upd->id = strdup(j->rec.id);
+	if (!kind || !step)
+		return 0;
+	if (!strcmp(kind, "step_end")) {
+		upd->cpu_seconds = j->rec.cpu_seconds +
+				   json_number_value(json_object_get(
+					   ev, "cpu_seconds"));
+		upd->charge = upd->cpu_seconds * (t ? t->rate : 0);
+		fields |= STORE_F(CPU_SECONDS) | STORE_F(CHARGE);
+	}
+	if (strcmp(kind, "task_exit") || strcmp(step, "batch") ||
+	    !json_is_integer(code))
+		return fields;
+	upd->exit_code = json_integer_value(code);
+	fields |= STORE_F(EXIT_CODE);
+	if (j->rec.state == STORE_JOB_UNKNOWN) {
+		/* the site forgot the job before its end was seen */
+		upd->state = upd->exit_code == 0 ? STORE_JOB_COMPLETED :
+						   STORE_JOB_FAILED;
+		upd->ended_by = strdup("site");
+		fields |= STORE_F(STATE) | STORE_F(ENDED_BY);
+	}
+	return fields;
 }
 
-void job_apply_event(struct gw_job *j, const json_t *ev)
+void job_apply_update(struct gw_job *j, const struct store_job *upd,
+		      uint64_t fields)
 {
-	struct store_job upd;
-
-	store_job_init(&upd);
-	if (job_final_from_event(j, ev, &upd)) {
+	if (fields & STORE_F(CPU_SECONDS))
+		j->rec.cpu_seconds = upd->cpu_seconds;
+	if (fields & STORE_F(CHARGE))
+		j->rec.charge = upd->charge;
+	if (fields & STORE_F(EXIT_CODE))
+		j->rec.exit_code = upd->exit_code;
+	if (fields & STORE_F(ENDED_BY))
+		set_str(&j->rec.ended_by, upd->ended_by);
+	if (fields & STORE_F(STATE)) {
 		log_info("job %s: final state %s from the node's report (the site had forgotten it)",
-			 j->rec.id, store_job_state_name(upd.state));
-		set_state(j, upd.state);
-		j->rec.exit_code = upd.exit_code;
-		set_str(&j->rec.ended_by, "site");
+			 j->rec.id, store_job_state_name(upd->state));
+		set_state(j, upd->state);
+		/* already on disk, with the event */
 		j->dirty &= ~(STORE_F(STATE) | STORE_F(UPDATED_AT));
 	}
-	store_job_clear(&upd);
-	const char *kind = json_string_value(json_object_get(ev, "kind"));
-	const char *step = json_string_value(json_object_get(ev, "step"));
-	const struct tier *t;
-
-	if (!kind || !step)
-		return;
-	if (!strcmp(kind, "step_end")) {
-		j->rec.cpu_seconds +=
-			json_number_value(json_object_get(ev, "cpu_seconds"));
-		t = j->jobs->gw->cfg->tiers && j->rec.tier ?
-			    tier_find(j->jobs->gw->cfg->tiers, j->rec.tier) :
-			    NULL;
-		j->rec.charge = j->rec.cpu_seconds * (t ? t->rate : 0);
-	}
-	if (!strcmp(kind, "task_exit") && !strcmp(step, "batch") &&
-	    json_is_integer(json_object_get(ev, "exit_code")))
-		j->rec.exit_code =
-			json_integer_value(json_object_get(ev, "exit_code"));
 }

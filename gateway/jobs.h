@@ -114,14 +114,17 @@ void job_apply_site(struct gw_job *j, const struct site_job *sj);
 /* From the site poller: the site no longer knows the job. */
 void job_apply_missing(struct gw_job *j);
 /*
- * A job the site forgot before its end was seen (state unknown) gets its
- * final state from the batch step's task_exit event: fills upd's state,
- * exit_code and ended_by and returns true.
+ * What a node's event changes in the job, committed with the event
+ * (store_event_insert): fills upd (initialized here; the caller clears it)
+ * and returns its STORE_F fields.  step_end adds CPU-seconds and the charge
+ * at the tier's rate; the batch task's exit code; and a job the site forgot
+ * before its end was seen (unknown) takes its final state from it.
  */
-bool job_final_from_event(const struct gw_job *j, const json_t *event,
+uint64_t job_event_update(const struct gw_job *j, const json_t *event,
 			  struct store_job *upd);
-/* From a plugin event (already stored): usage and final hints. */
-void job_apply_event(struct gw_job *j, const json_t *event);
+/* Once that commit is durable: the same fields into the job in memory. */
+void job_apply_update(struct gw_job *j, const struct store_job *upd,
+		      uint64_t fields);
 
 /*
  * The output store's stream key for a job's stdout/stderr: "<gateway
