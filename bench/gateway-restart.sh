@@ -72,25 +72,6 @@ trap cleanup EXIT
 	echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/info"
 
-# Stop the cluster's gateway ourselves before `up --with-gateway` restarts
-# it: tiergated drains for drain_timeout (10 s) on SIGTERM, gateway-up waits
-# only 5 s, and a new daemon started before the old one exits cannot take
-# the store's lock.
-stop_cluster_gateway() {
-	local f=$TIERGATE_CLUSTER_DIR/gateway/tiergated.pid pid st
-	[ -s "$f" ] || return 0
-	pid=$(cat "$f")
-	[ "$(ps -o comm= -p "$pid" 2>/dev/null)" = tiergated ] || return 0
-	kill "$pid" 2>/dev/null || return 0
-	for _ in $(seq 1 300); do # exited daemons stay zombies on this machine
-		st=$(ps -o stat= -p "$pid" 2>/dev/null)
-		case $st in "" | Z*) return 0 ;; esac
-		sleep 0.1
-	done
-	echo "tiergated $pid did not stop within 30 s" >&2
-	return 1
-}
-stop_cluster_gateway
 exports=$(slurm-test-cluster/up --sites "$SITE" --with-gateway 2>"$OUT/up.log") ||
 	{ cat "$OUT/up.log" >&2; exit 1; }
 eval "$exports"

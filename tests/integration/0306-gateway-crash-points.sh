@@ -20,8 +20,14 @@ for point in accepted submit_journaled site_submitted; do
 		first=$(tg alice submit --site "$s" --tier basic --idempotency-key "$key" \
 			"$TEST_JOBS_DIR/job.sh" 2>&1) || true
 		# the daemon dies at the point (on its own, by SIGKILL)
-		for _ in $(seq 1 100); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-		if kill -0 "$GW_PID" 2>/dev/null; then fail "$point: tiergated did not reach the crash point"; fi
+		for _ in $(seq 1 100); do
+			case $(ps -o stat= -p "$GW_PID" 2>/dev/null) in "" | Z*) break ;; esac
+			sleep 0.1
+		done
+		case $(ps -o stat= -p "$GW_PID" 2>/dev/null) in
+		"" | Z*) ;;
+		*) fail "$point: tiergated did not reach the crash point" ;;
+		esac
 		GW_PID=
 		gateway_start
 		id=$(tg alice submit --site "$s" --tier basic --idempotency-key "$key" "$TEST_JOBS_DIR/job.sh") ||

@@ -17,7 +17,11 @@ gateway_start() {
 gateway_stop() {
 	[ -n "${GW_PID:-}" ] || return 0
 	kill "$GW_PID" 2>/dev/null || true
-	for _ in $(seq 1 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+	# exited daemons linger as zombies here: ask ps, not kill -0
+	for _ in $(seq 1 50); do
+		case $(ps -o stat= -p "$GW_PID" 2>/dev/null) in "" | Z*) break ;; esac
+		sleep 0.1
+	done
 	GW_PID=
 }
 trap gateway_stop EXIT
