@@ -6,6 +6,7 @@
  *   api_output.c GET /v1/jobs/{id}/output (SSE followers)
  *   api_node.c   POST /v1/events, POST /v1/output/... (the plugin's side)
  *   api_admin.c  /v1/sites, /healthz, /metrics, /debug/tasks, /v1/usage
+ *   api_credential.c  /v1/sites/{site}/credential (jwt-user sites)
  */
 #ifndef TIERGATE_API_H
 #define TIERGATE_API_H
@@ -36,6 +37,9 @@ void api_usage(struct http_req *req, void *arg);
 void api_node_event(struct http_req *req, void *arg);
 void api_node_output(struct http_req *req, void *arg);
 void api_sites(struct http_req *req, void *arg);
+void api_credential_put(struct http_req *req, void *arg);
+void api_credential_get(struct http_req *req, void *arg);
+void api_credential_delete(struct http_req *req, void *arg);
 void api_healthz(struct http_req *req, void *arg);
 void api_metrics(struct http_req *req, void *arg);
 void api_debug_tasks(struct http_req *req, void *arg);

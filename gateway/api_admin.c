@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "credentials.h"
 #include "jobs.h"
 #include "log.h"
 #include "loop.h"
@@ -18,6 +19,7 @@
 void api_sites(struct http_req *req, void *arg)
 {
 	struct gw *gw = arg;
+	const struct auth_identity *id = api_identity(req);
 	json_t *sites = json_array(), *o, *tiers;
 	size_t i, t;
 
@@ -30,6 +32,17 @@ void api_sites(struct http_req *req, void *arg)
 			json_array_append_new(
 				tiers, json_string(gw->cfg->tiers->tiers[t].name));
 		json_object_set_new(o, "name", json_string(s->cfg->name));
+		json_object_set_new(o, "auth",
+				    json_string(gw_site_auth_name(s->cfg->auth)));
+		if (s->cfg->auth == GW_SITE_AUTH_JWT_USER) {
+			/* the caller's own token: until when (never itself) */
+			const struct gw_cred *c =
+			    creds_find(gw->creds, s->cfg->name, id->user);
+
+			json_object_set_new(o, "credential_expires_at",
+					    c ? json_integer(c->expires_at)
+					      : json_null());
+		}
 		json_object_set_new(
 			o, "state",
 			json_string(s->breaker == BREAKER_CLOSED ?

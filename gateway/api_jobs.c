@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.h"
 #include "config.h"
+#include "credentials.h"
 #include "digest.h"
 #include "jobs.h"
 #include "log.h"
@@ -31,6 +33,49 @@ static bool env_name_ok(const char *k)
 		if (!strncmp(k, reserved[i], strlen(reserved[i])))
 			return false;
 	return true;
+}
+
+/*
+ * jwt-user site: the user's own token must last until the job can have
+ * ended (the site's queue estimate + the job's time limit), or the job
+ * would lose its identity at the site half way.  Replies and returns
+ * -EACCES when it cannot.
+ */
+static int check_credential(struct http_req *req, struct gw *gw,
+			    const struct gw_site_config *sc, const char *user,
+			    json_int_t time_limit_min)
+{
+	const struct gw_cred *c = creds_find(gw->creds, sc->name, user);
+	int64_t now = time(NULL), need;
+
+	if (!c) {
+		http_reply_error(req, 409, "credential_missing",
+				 "site %s uses your own Slurm token and you "
+				 "have not registered one: run `scontrol token "
+				 "lifespan=SECONDS` at the site, then `tiergate "
+				 "credential %s TOKEN` (PUT "
+				 "/v1/sites/%s/credential)",
+				 sc->name, sc->name, sc->name);
+		return -EACCES;
+	}
+	if (time_limit_min <= 0)
+		time_limit_min = sc->default_time_limit_min;
+	need = now + (int64_t)sc->queue_estimate_s + time_limit_min * 60;
+	if (c->expires_at < need) {
+		http_reply_error(req, 422, "credential_expires_too_soon",
+				 "your token for site %s expires in %lld s, "
+				 "before this job could end (queue estimate "
+				 "%u s + time limit %lld min): register a token "
+				 "with a longer lifespan (scontrol token "
+				 "lifespan=%lld) or ask for a shorter "
+				 "resources.time_limit_min",
+				 sc->name, (long long)(c->expires_at - now),
+				 sc->queue_estimate_s,
+				 (long long)time_limit_min,
+				 (long long)(need - now + 3600));
+		return -EACCES;
+	}
+	return 0;
 }
 
 /* 400 with the field's name, or 0. */
@@ -138,6 +183,11 @@ static int validate(struct http_req *req, struct gw *gw, const json_t *body,
 					"user %s is not entitled to tier '%s'",
 					id->user, t->name),
 		       -EPERM;
+	if (sc->auth == GW_SITE_AUTH_JWT_USER &&
+	    check_credential(req, gw, sc, id->user,
+			     json_integer_value(
+				 json_object_get(res, "time_limit_min"))))
+		return -EACCES;
 	jr->site = site;
 	jr->tier = tier;
 	jr->script = script;

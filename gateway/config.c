@@ -566,6 +566,27 @@ static int parse_site(struct ctx *x, const struct conf_section *sec,
 		return rv;
 	if (site->auth == GW_SITE_AUTH_MUNGE && !site->munge_socket)
 		return missing(x, s, l, sec->line, "munge_socket");
+	/* %u: the user's own slurmrestd (rest_auth/local runs as its user) */
+	if ((site->auth == GW_SITE_AUTH_MUNGE) !=
+	    (site->url_kind == GW_URL_UNIX && strstr(site->url, "%u") != NULL))
+		return entry_err(
+		    x, s, l, "url", -EINVAL,
+		    site->auth == GW_SITE_AUTH_MUNGE
+			? "auth = munge needs unix:/PATH/%%u.sock: one "
+			  "slurmrestd (rest_auth/local) per site user, %%u "
+			  "replaced by the user's name"
+			: "%%u in the url is for auth = munge only");
+	rv = get_str(x, s, l, "poll_user",
+		     site->auth == GW_SITE_AUTH_MUNGE ? "slurm" : NULL,
+		     &site->poll_user);
+	if (rv)
+		return rv;
+	if (site->poll_user && site->auth != GW_SITE_AUTH_MUNGE)
+		return entry_err(x, s, l, "poll_user", -EINVAL,
+				 "only used with auth = munge");
+	if (site->poll_user && !jwt_user_name_valid(site->poll_user))
+		return entry_err(x, s, l, "poll_user", -EINVAL,
+				 "'%s' is not a user name", site->poll_user);
 
 	rv = conf_get_str(x->c, s, l, "user_map", &v, x->err, x->errlen);
 	if (rv < 0)
@@ -601,6 +622,21 @@ static int parse_site(struct ctx *x, const struct conf_section *sec,
 	    conf_find(x->c, s, l, "jwt_lifetime"))
 		rv = entry_err(x, s, l, "jwt_lifetime", -EINVAL,
 			       "only used with auth = jwt-key");
+	if (!rv)
+		rv = get_uint(x, s, l, "queue_estimate", 0, 30 * 86400,
+			      GW_CONF_DEFAULT_QUEUE_ESTIMATE,
+			      &site->queue_estimate_s);
+	if (!rv)
+		rv = get_uint(x, s, l, "default_time_limit", 1, 366 * 1440,
+			      GW_CONF_DEFAULT_TIME_LIMIT,
+			      &site->default_time_limit_min);
+	for (i = 0; !rv && i < 2; i++) {
+		const char *k = i ? "default_time_limit" : "queue_estimate";
+
+		if (site->auth != GW_SITE_AUTH_JWT_USER && conf_find(x->c, s, l, k))
+			rv = entry_err(x, s, l, k, -EINVAL,
+				       "only used with auth = jwt-user");
+	}
 	return rv;
 }
 
@@ -736,6 +772,7 @@ static void free_site(struct gw_site_config *s)
 	free(s->jwt_key_path);
 	jwt_key_free(s->jwt_key);
 	free(s->munge_socket);
+	free(s->poll_user);
 	for (i = 0; i < s->n_user_map; i++) {
 		free(s->user_map[i].from);
 		free(s->user_map[i].to);

@@ -55,6 +55,8 @@ struct tier_table;
 #define GW_CONF_DEFAULT_SITE_MAX_CONNECTIONS 4
 #define GW_CONF_DEFAULT_SITE_KIND "slurmrestd"
 #define GW_CONF_DEFAULT_JWT_LIFETIME 300
+#define GW_CONF_DEFAULT_QUEUE_ESTIMATE 600 /* seconds */
+#define GW_CONF_DEFAULT_TIME_LIMIT 60	   /* minutes */
 
 /* Site names: like ticket site claims, 1..31 of [A-Za-z0-9_.-]. */
 #define GW_SITE_NAME_MAX 31
@@ -104,6 +106,10 @@ struct gw_site_config {
 	unsigned request_timeout_s;
 	unsigned max_connections;
 	unsigned jwt_lifetime_s; /* jwt-key: lifetime of minted Slurm tokens */
+	/* jwt-user: a user's token must outlive queue wait + time limit */
+	unsigned queue_estimate_s;
+	unsigned default_time_limit_min; /* for jobs that give none */
+	char *poll_user; /* munge: whose slurmrestd lists the jobs */
 };
 
 struct gw_config {

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct auth;
+struct cred_table;
 struct gw_config;
 struct gw_site_config;
 struct http_client;
@@ -64,6 +65,7 @@ struct gw {
 	struct auth *auth;
 	struct http_server *server;
 	struct jobs *jobs;
+	struct cred_table *creds; /* users' tokens for jwt-user sites */
 	struct gw_site *sites;
 	size_t n_sites;
 	bool draining;

@@ -31,6 +31,10 @@
 	X(408, "request_timeout", "request not received in time",              \
 	  "client too slow sending the request")                               \
 	X(409, "conflict", "conflict", "state does not allow it")              \
+	X(409, "credential_missing", "no registered site token",               \
+	  "jwt-user site: register yours first (PUT .../credential)")          \
+	X(409, "credential_not_used", "the site takes no user token",          \
+	  "PUT .../credential on a jwt-key or munge site")                     \
 	X(413, "payload_too_large", "request body too large",                  \
 	  "body over the limit (default 1 MiB)")                               \
 	X(415, "unsupported_media_type", "body must be application/json",      \
@@ -40,6 +44,14 @@
 	  "same Idempotency-Key, different body")                              \
 	X(422, "site_rejected", "the site refused the job",                    \
 	  "the site refused the job; message is the site's own text")          \
+	X(422, "credential_invalid", "not a Slurm token",                      \
+	  "the registered text is not a JWT with exp and sun")                 \
+	X(422, "credential_wrong_user", "token of another user",               \
+	  "the token's user is not your account at the site")                  \
+	X(422, "credential_expired", "token expired",                          \
+	  "the token expired or expires within a minute")                      \
+	X(422, "credential_expires_too_soon", "token expires before the job",  \
+	  "jwt-user: token ends before queue estimate + time limit")           \
 	X(429, "too_many_requests", "too many connections",                    \
 	  "per-IP or global connection limit")                                 \
 	X(431, "headers_too_large", "request headers too large",               \

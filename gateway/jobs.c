@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "credentials.h"
 #include "log.h"
 #include "ticket.h"
 #include "tier.h"
@@ -308,8 +309,8 @@ static void finish(struct gw_job *j, enum store_job_state s,
 static const struct site_cred *submit_cred(struct gw_job *j,
 					   struct site_cred *c)
 {
-	c->user = j->site_user;
-	c->token = NULL; /* jwt-key: the adapter mints one for c->user */
+	creds_site_cred(j->jobs->gw->creds, j->site->cfg, j->rec.user,
+			j->site_user, c);
 	return c;
 }
 

@@ -19,6 +19,7 @@
 #include "api.h"
 #include "auth.h"
 #include "config.h"
+#include "credentials.h"
 #include "gw.h"
 #include "http_client.h"
 #include "http_server.h"
@@ -192,6 +193,16 @@ static int state_init(void)
 	rv = store_open(gw.loop, path, NULL, &gw.store, err, sizeof(err));
 	if (rv)
 		return rv; /* logged by the store */
+	gw.creds = creds_new();
+	if (!gw.creds)
+		return -ENOMEM;
+	/* before the jobs resume: their site calls may need a user's token */
+	rv = creds_load(gw.creds, gw.store, gw.loop);
+	if (rv) {
+		log_err("loading credentials from %s: %s", path,
+			store_strerror(rv));
+		return rv;
+	}
 	rv = output_store_new(gw.loop, gw.workers, gw.cfg->state_dir,
 			      &gw.output);
 	if (rv) {
@@ -319,6 +330,7 @@ out_serve:
 out_state:
 	if (gw.store)
 		store_close(gw.store);
+	creds_free(gw.creds);
 	if (gw.output)
 		output_store_free(gw.output);
 out_sites:

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "credentials.h"
 #include "jobs.h"
 #include "log.h"
 #include "site.h"
@@ -22,7 +23,6 @@ static const char *const poller_state_names[] = {
 
 #define FULL_LIST_EVERY 10
 /* Slurm's SlurmUser sees every job; see docs/architecture.md */
-#define POLL_USER "root"
 
 struct site_poller {
 	struct task task;
@@ -79,7 +79,7 @@ static void apply(struct site_poller *p)
 static enum task_step poller_step(struct task *t, unsigned wake)
 {
 	struct site_poller *p = (struct site_poller *)t;
-	struct site_cred cred = {.user = POLL_USER};
+	struct site_cred cred;
 	int rv;
 
 	if (wake & TASK_WAKE_CANCEL) {
@@ -91,7 +91,10 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 		if (!(wake & (TASK_WAKE_TIMER | TASK_WAKE_START | TASK_WAKE_USER)))
 			return TASK_WAIT;
 		task_sleep_stop(t);
-		if (!gw_site_allows(p->s)) {
+		if (!gw_site_allows(p->s) ||
+		    !creds_poll_cred(p->gw->creds, p->s->cfg, time(NULL),
+				     &cred)) {
+			/* jwt-user: no token yet; events still arrive */
 			task_sleep(t, p->s->cfg->poll_interval_s * 1000);
 			return TASK_WAIT;
 		}

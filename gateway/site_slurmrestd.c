@@ -86,6 +86,10 @@ static int token_get(struct site *s, const struct site_cred *as,
 	size_t i;
 	int rv;
 
+	if (s->cfg.auth == SITE_AUTH_MUNGE) {
+		*out = NULL; /* the socket's peer credentials say who we are */
+		return 0;
+	}
 	if (s->cfg.auth == SITE_AUTH_JWT_USER) {
 		if (!as->token || !*as->token) {
 			site_result_set(&call->result, SITE_ERR_AUTH,
@@ -589,6 +593,9 @@ out:
 
 /* ---------------------------------------------------------- requests */
 
+static int user_socket(const struct site *s, const char *user, char *buf,
+		       size_t len);
+
 static void srd_http_done(struct http_request *req, void *arg)
 {
 	struct site_call *call = arg;
@@ -600,6 +607,19 @@ static void srd_http_done(struct http_request *req, void *arg)
 			      http_request_result(req),
 			      http_request_status(req), body, len,
 			      http_request_error(req), &call->result);
+	if (s->cfg.auth == SITE_AUTH_MUNGE &&
+	    (call->result.err == SITE_ERR_UNAVAILABLE ||
+	     call->result.err == SITE_ERR_TIMEOUT)) {
+		char base[256], msg[SITE_MSG_MAX];
+
+		/* one slurmrestd per user: say whose is missing */
+		if (user_socket(s, call->user, base, sizeof(base)))
+			snprintf(base, sizeof(base), "%s", s->cfg.url);
+		snprintf(msg, sizeof(msg), "%s", call->result.message);
+		snprintf(call->result.message, sizeof(call->result.message),
+			 "slurmrestd of user %s (%.200s): %.700s", call->user,
+			 base, msg);
+	}
 	if (s->cfg.auth == SITE_AUTH_JWT_KEY &&
 	    (call->result.err == SITE_ERR_AUTH ||
 	     call->result.err == SITE_ERR_BACKEND))
@@ -609,11 +629,29 @@ static void srd_http_done(struct http_request *req, void *arg)
 	site_call_complete(call);
 }
 
+/*
+ * munge: "unix:/run/slurmrestd/alpha/%u.sock" with the user's name: that
+ * user's own slurmrestd (rest_auth/local runs as its user and submits as
+ * it; it accepts connections from its user and root).  0 or -1.
+ */
+static int user_socket(const struct site *s, const char *user, char *buf,
+		       size_t len)
+{
+	const char *u = s->cfg.url, *p = strstr(u, "%u");
+	int n;
+
+	if (!p)
+		return -1;
+	n = snprintf(buf, len, "%.*s%s%s", (int)(p - u), u, user, p + 2);
+	/* sun_path holds 107 bytes after "unix:" */
+	return n < 0 || (size_t)n >= len || n - 5 > 107 ? -1 : 0;
+}
+
 static int srd_send(struct site *s, const struct site_cred *as,
 		    struct site_call *call, const char *method,
 		    const char *path, const char *body, size_t max_response)
 {
-	char full[256];
+	char full[256], base[256];
 	const char *token;
 	struct http_request *req;
 	uint32_t total = s->cfg.request_timeout_s * 1000u;
@@ -623,7 +661,22 @@ static int srd_send(struct site *s, const struct site_cred *as,
 	if (rv < 0)
 		return rv;
 	snprintf(full, sizeof(full), "%s%s", SLURMRESTD_API_PREFIX, path);
-	req = http_request_new(s->http, method, s->cfg.url, full);
+	if (s->cfg.auth == SITE_AUTH_MUNGE &&
+	    user_socket(s, as->user, base, sizeof(base))) {
+		site_result_set(&call->result, SITE_ERR_INTERNAL,
+				"site %s: the socket path of user %s is too "
+				"long",
+				s->name, as->user);
+		return -ENAMETOOLONG;
+	}
+	/* munge: the bound applies per user's slurmrestd */
+	if (s->cfg.auth == SITE_AUTH_MUNGE)
+		http_client_set_host_limit(s->http, base,
+					   s->cfg.max_connections);
+	req = http_request_new(s->http, method,
+			       s->cfg.auth == SITE_AUTH_MUNGE ? base
+							      : s->cfg.url,
+			       full);
 	if (!req) {
 		rv = -errno;
 		site_result_set(&call->result, SITE_ERR_INTERNAL,
@@ -631,9 +684,14 @@ static int srd_send(struct site *s, const struct site_cred *as,
 				s->name, s->cfg.url, strerror(errno));
 		return rv;
 	}
-	rv = http_request_add_header(req, "X-SLURM-USER-NAME", as->user);
-	if (!rv)
-		rv = http_request_add_header(req, "X-SLURM-USER-TOKEN", token);
+	rv = 0;
+	if (token) { /* rest_auth/local ignores these */
+		rv = http_request_add_header(req, "X-SLURM-USER-NAME",
+					     as->user);
+		if (!rv)
+			rv = http_request_add_header(req, "X-SLURM-USER-TOKEN",
+						     token);
+	}
 	if (!rv)
 		rv = http_request_add_header(req, "Accept", "application/json");
 	if (!rv && body)
@@ -744,12 +802,14 @@ static int srd_open(struct site *s, char *err, size_t errlen)
 	char kerr[256];
 	int rv;
 
-	if (s->cfg.auth != SITE_AUTH_JWT_KEY &&
-	    s->cfg.auth != SITE_AUTH_JWT_USER) {
+	if (s->cfg.auth == SITE_AUTH_MUNGE &&
+	    (strncmp(s->cfg.url, "unix:/", 6) || !strstr(s->cfg.url, "%u") ||
+	     strstr(strstr(s->cfg.url, "%u") + 2, "%"))) {
 		snprintf(err, errlen,
-			 "site %s: auth %s is not a slurmrestd mode (use "
-			 "jwt-key or jwt-user)",
-			 s->name, site_auth_name(s->cfg.auth));
+			 "site %s: auth munge needs url = "
+			 "unix:/PATH/%%u.sock (one rest_auth/local slurmrestd "
+			 "per user), not %s",
+			 s->name, s->cfg.url);
 		return -EINVAL;
 	}
 	if (!s->http) {
@@ -780,8 +840,10 @@ static int srd_open(struct site *s, char *err, size_t errlen)
 			return rv;
 		}
 	}
-	rv = http_client_set_host_limit(s->http, s->cfg.url,
-					s->cfg.max_connections);
+	rv = s->cfg.auth == SITE_AUTH_MUNGE
+		 ? 0 /* per user socket, set at each call */
+		 : http_client_set_host_limit(s->http, s->cfg.url,
+					      s->cfg.max_connections);
 	if (rv < 0) {
 		snprintf(err, errlen,
 			 "site %s: bad url '%s' (want http://host:port or "

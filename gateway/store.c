@@ -57,6 +57,8 @@
 	X(UNFINISHED, 0)                                                       \
 	X(EVENT, 1)                                                            \
 	X(USAGE, 0)                                                            \
+	X(CRED_PUT, 1)                                                         \
+	X(CRED_LIST, 0)                                                        \
 	X(LOAD, 0)
 
 enum store_op {
@@ -174,6 +176,15 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
     " received_at INTEGER NOT NULL"
     ") WITHOUT ROWID;"
     "CREATE INDEX events_job ON events(site, slurm_job_id);",
+    /* 1 -> 2: jwt-user sites, a token per (site, user) */
+    "CREATE TABLE site_credentials ("
+    " site TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " token TEXT NOT NULL,"
+    " expires_at INTEGER NOT NULL,"
+    " registered_at INTEGER NOT NULL,"
+    " PRIMARY KEY (site, user)"
+    ") WITHOUT ROWID;",
 };
 
 enum stmt_id {
@@ -188,6 +199,9 @@ enum stmt_id {
 	S_LIST,
 	S_UNFIN,
 	S_USAGE,
+	S_CRED_PUT,
+	S_CRED_DEL,
+	S_CRED_LIST,
 	S_LOAD,
 	S_LOAD_NOBODY,
 	S_LOAD_BODY_UNFIN,
@@ -1028,6 +1042,23 @@ static int prepare_all(struct store *st, char *err, size_t errlen)
 			    "NULL OR user = ?1) AND created_at >= ?2 GROUP BY "
 			    "user, tier ORDER BY user, tier";
 			break;
+		case S_CRED_PUT:
+			t = "INSERT INTO site_credentials (site, user, token, "
+			    "expires_at, registered_at) VALUES (?1, ?2, ?3, "
+			    "?4, ?5) ON CONFLICT (site, user) DO UPDATE SET "
+			    "token = excluded.token, expires_at = "
+			    "excluded.expires_at, registered_at = "
+			    "excluded.registered_at";
+			break;
+		case S_CRED_DEL:
+			t = "DELETE FROM site_credentials WHERE site = ?1 AND "
+			    "user = ?2";
+			break;
+		case S_CRED_LIST:
+			t = "SELECT site, user, token, expires_at, "
+			    "registered_at FROM site_credentials ORDER BY site, "
+			    "user";
+			break;
 		case S_COUNT_:
 			t = "";
 			break;
@@ -1455,6 +1486,73 @@ static int op_usage(struct store *st, struct store_req *r)
 	return rv;
 }
 
+/* Token NULL: delete (-ENOENT when there was none). */
+static int op_cred_put(struct store *st, struct store_req *r)
+{
+	const struct store_credential *c = r->p_.cred;
+	sqlite3_stmt *s = st->stmts[c->token ? S_CRED_PUT : S_CRED_DEL];
+	int rc, rv = 0;
+
+	bind_text(s, 1, c->site);
+	bind_text(s, 2, c->user);
+	if (c->token) {
+		bind_text(s, 3, c->token);
+		sqlite3_bind_int64(s, 4, c->expires_at);
+		sqlite3_bind_int64(s, 5, c->registered_at);
+	}
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_DONE)
+		rv = sq_fail(st, rc, s, c->token ? "put credential"
+						 : "delete credential");
+	else if (!c->token && sqlite3_changes(st->db) == 0)
+		rv = -ENOENT;
+	sq_reset(s);
+	return rv;
+}
+
+static int op_cred_list(struct store *st, struct store_req *r)
+{
+	sqlite3_stmt *s = st->stmts[S_CRED_LIST];
+	size_t cap = 0;
+	int rc, rv = 0;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_credential *c;
+
+		if (r->n_creds == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			struct store_credential *v =
+			    realloc(r->creds, ncap * sizeof(*v));
+
+			if (!v) {
+				rv = -ENOMEM;
+				break;
+			}
+			r->creds = v;
+			cap = ncap;
+		}
+		c = &r->creds[r->n_creds];
+		memset(c, 0, sizeof(*c));
+		if (dup_str(&c->site,
+			    (const char *)sqlite3_column_text(s, 0)) ||
+		    dup_str(&c->user,
+			    (const char *)sqlite3_column_text(s, 1)) ||
+		    dup_str(&c->token,
+			    (const char *)sqlite3_column_text(s, 2))) {
+			store_credential_clear(c);
+			rv = -ENOMEM;
+			break;
+		}
+		c->expires_at = sqlite3_column_int64(s, 3);
+		c->registered_at = sqlite3_column_int64(s, 4);
+		r->n_creds++;
+	}
+	if (!rv && rc != SQLITE_DONE)
+		rv = sq_fail(st, rc, s, "list credentials");
+	sq_reset(s);
+	return rv;
+}
+
 static void req_clear_results(struct store_req *r)
 {
 	size_t i;
@@ -1476,6 +1574,11 @@ static void req_clear_results(struct store_req *r)
 	free(r->usage);
 	r->usage = NULL;
 	r->n_usage = 0;
+	for (i = 0; i < r->n_creds; i++)
+		store_credential_clear(&r->creds[i]);
+	free(r->creds);
+	r->creds = NULL;
+	r->n_creds = 0;
 }
 
 static int op_run(struct store *st, struct store_req *r)
@@ -1496,6 +1599,10 @@ static int op_run(struct store *st, struct store_req *r)
 		return op_event(st, r);
 	case OP_USAGE:
 		return op_usage(st, r);
+	case OP_CRED_PUT:
+		return op_cred_put(st, r);
+	case OP_CRED_LIST:
+		return op_cred_list(st, r);
 	case OP_NONE:
 	case OP_LOAD:
 		break;
@@ -1824,6 +1931,11 @@ static void req_free_inputs(struct store_req *r)
 	r->p_.user = NULL;
 	free(r->p_.site);
 	r->p_.site = NULL;
+	if (r->p_.cred) {
+		store_credential_clear(r->p_.cred);
+		free(r->p_.cred);
+		r->p_.cred = NULL;
+	}
 }
 
 static void complete(struct store *st, struct store_req *r)
@@ -2110,6 +2222,52 @@ int store_usage(struct store *st, struct store_req *r, const char *user,
 		return -ENOMEM;
 	r->p_.since = since;
 	return submit(st, r, OP_USAGE);
+}
+
+void store_credential_clear(struct store_credential *c)
+{
+	if (!c)
+		return;
+	free(c->site);
+	free(c->user);
+	if (c->token) {
+		explicit_bzero(c->token, strlen(c->token));
+		free(c->token);
+	}
+	memset(c, 0, sizeof(*c));
+}
+
+int store_credential_put(struct store *st, struct store_req *r,
+			 const struct store_credential *c)
+{
+	struct store_credential *in;
+	int rv = submit_prep(st, r);
+
+	if (rv)
+		return rv;
+	if (!c || !c->site || !*c->site || !c->user || !*c->user)
+		return -EINVAL;
+	in = calloc(1, sizeof(*in));
+	if (!in)
+		return -ENOMEM;
+	r->p_.cred = in;
+	if (dup_str(&in->site, c->site) || dup_str(&in->user, c->user) ||
+	    dup_str(&in->token, c->token)) {
+		req_free_inputs(r);
+		return -ENOMEM;
+	}
+	in->expires_at = c->expires_at;
+	in->registered_at = c->registered_at;
+	return submit(st, r, OP_CRED_PUT);
+}
+
+int store_credentials_list(struct store *st, struct store_req *r)
+{
+	int rv = submit_prep(st, r);
+
+	if (rv)
+		return rv;
+	return submit(st, r, OP_CRED_LIST);
 }
 
 int store_load_all(struct store *st, unsigned flags, store_load_fn *fn,

@@ -71,7 +71,7 @@
 struct store;
 
 /* PRAGMA user_version of the newest schema this code knows. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* An absent integer (SQL NULL): slurm_job_id, exit_code, signal, ... */
 #define STORE_NULL INT64_MIN
@@ -225,6 +225,21 @@ struct store_usage {
 	int64_t jobs;
 };
 
+/*
+ * A row of `site_credentials`: a user's own token for a jwt-user site
+ * (PUT /v1/sites/{site}/credential).  token is a secret: cleared with
+ * explicit_bzero, never logged (the store logs statement text only).
+ */
+struct store_credential {
+	char *site;
+	char *user; /* the gateway user */
+	char *token;
+	int64_t expires_at;    /* the token's exp, unix seconds */
+	int64_t registered_at; /* unix seconds */
+};
+/* Free the strings (the token wiped first) and zero c.  NULL ignored. */
+void store_credential_clear(struct store_credential *c);
+
 /* Filters of store_jobs_list; NULL / -1 / 0 mean "any" / default. */
 struct store_filter {
 	const char *user;
@@ -264,6 +279,8 @@ struct store_req {
 	size_t n_jobs;
 	struct store_usage *usage;
 	size_t n_usage;
+	struct store_credential *creds; /* credentials_list */
+	size_t n_creds;
 	uint64_t queued_us;   /* loop_clock_us() at submit */
 	uint64_t finished_us; /* when its transaction ended */
 	/* private to store.c */
@@ -281,6 +298,7 @@ struct store_req {
 		unsigned limit;
 		int64_t since;
 		void *load;
+		struct store_credential *cred;
 	} p_;
 };
 
@@ -356,6 +374,15 @@ int store_event_insert(struct store *st, struct store_req *r,
  */
 int store_usage(struct store *st, struct store_req *r, const char *user,
 		int64_t since);
+
+/*
+ * Store (replace) the credential (site, user), durably: the completion is
+ * the ack.  token NULL deletes it (-ENOENT when there was none).
+ */
+int store_credential_put(struct store *st, struct store_req *r,
+			 const struct store_credential *c);
+/* req->creds: every stored credential, by site and user. */
+int store_credentials_list(struct store *st, struct store_req *r);
 
 /* True between a successful submit and its completion. */
 bool store_req_pending(const struct store_req *r);

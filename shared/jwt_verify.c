@@ -770,6 +770,31 @@ static int split_token(const char *token, size_t len, const char *seg[3],
 	return 0;
 }
 
+int jwt_peek_claims(const char *token, json_t **claims_out, char *err,
+		    size_t errlen)
+{
+	const char *seg[3];
+	size_t seglen[3], len;
+	int rv;
+
+	*claims_out = NULL;
+	if (!token) {
+		set_err(err, errlen, "no token");
+		return -EINVAL;
+	}
+	len = strnlen(token, JWT_TOKEN_MAX + 1);
+	if (len > JWT_TOKEN_MAX) {
+		set_err(err, errlen, "token is longer than %d bytes",
+			JWT_TOKEN_MAX);
+		return -E2BIG;
+	}
+	rv = split_token(token, len, seg, seglen, err, errlen);
+	if (rv)
+		return rv;
+	return decode_part(seg[1], seglen[1], "payload", JWT_PAYLOAD_DEPTH,
+			   claims_out, err, errlen);
+}
+
 int jwt_verify_token(const struct jwt_key *key, const char *token,
 		     const struct jwt_expect *expect, time_t now,
 		     json_t **claims_out, char *err, size_t errlen)

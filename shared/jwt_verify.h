@@ -120,6 +120,17 @@ int jwt_verify_token(const struct jwt_key *key, const char *token,
 		     json_t **claims_out, char *err, size_t errlen);
 
 /*
+ * The claims of `token` WITHOUT verifying it: for a token signed with a key
+ * this process does not hold (a user's own slurmrestd token, whose expiry
+ * and user the gateway needs to know).  Never a basis for trust: the
+ * token's owner (slurmctld) verifies it.  Same shape and length checks as
+ * jwt_verify_token; 0 and a new reference in *claims_out, or -E2BIG /
+ * -EINVAL / -ENOMEM with the reason in err.
+ */
+int jwt_peek_claims(const char *token, json_t **claims_out, char *err,
+		    size_t errlen);
+
+/*
  * Sign the object `claims` (borrowed) with the key's alg.  The key must be
  * able to sign.  On success *out is a malloc'd token the caller frees with
  * free(); -E2BIG if it would be longer than JWT_TOKEN_MAX.

@@ -143,13 +143,18 @@ tg_active_sites() {
 
 # The daemons of a loaded site, one "NAME PIDFILE LABEL" per line, start order.
 tg_site_daemons() {
-	local n
+	local n f
 	printf 'munged %s munged\n' "$S_RUN/munged.pid"
 	printf 'slurmctld %s slurmctld\n' "$S_RUN/slurmctld.pid.own"
 	for n in "${S_NODES_ARR[@]}"; do
 		printf 'slurmd %s slurmd:%s\n' "$S_RUN/slurmd-$n.pid.own" "$n"
 	done
 	printf 'slurmrestd %s slurmrestd\n' "$S_RUN/slurmrestd.pid.own"
+	# rest-local-up: one per user, for gateway sites with auth = munge
+	for f in "$S_RUN"/slurmrestd-local-*.pid.own; do
+		[ -e "$f" ] && printf 'slurmrestd %s slurmrestd:local\n' "$f"
+	done
+	return 0
 }
 
 # HTTP code of GET /openapi without credentials: 401 means slurmrestd answers.

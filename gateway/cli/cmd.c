@@ -60,6 +60,14 @@ const char *tg_usage_text(void)
 	       "  usage [--user U] [--since T]\n"
 	       "                          CPU usage and charges per user "
 	       "and tier\n"
+	       "  credential SITE [-|TOKEN] [--delete]\n"
+	       "                          your Slurm token for a jwt-user "
+	       "site:\n"
+	       "                          show it, register it (- reads it "
+	       "from\n"
+	       "                          stdin: scontrol token | tiergate "
+	       "credential\n"
+	       "                          SITE -), or delete it\n"
 	       "\n"
 	       "Options:\n"
 	       "  --url URL               tiergated (env TIERGATE_URL; "
@@ -106,6 +114,7 @@ enum optid {
 	OPT_LIMIT,
 	OPT_SINCE,
 	OPT_STREAM,
+	OPT_DELETE,
 };
 
 struct opt {
@@ -138,6 +147,7 @@ static const struct opt opts[] = {
     {"limit", 0, true, CMD_BIT(TG_CMD_LS), OPT_LIMIT},
     {"since", 0, true, CMD_BIT(TG_CMD_USAGE), OPT_SINCE},
     {"stream", 0, true, CMD_BIT(TG_CMD_FOLLOW), OPT_STREAM},
+    {"delete", 0, false, CMD_BIT(TG_CMD_CREDENTIAL), OPT_DELETE},
 };
 
 static int parse_long(const char *opt, const char *v, long min, long max,
@@ -310,6 +320,9 @@ static int set_opt(struct tg_cmdline *cl, const struct opt *o, const char *v,
 		}
 		cl->stream = v;
 		return 0;
+	case OPT_DELETE:
+		cl->cred_delete = true;
+		return 0;
 	}
 	return 0;
 }
@@ -363,6 +376,12 @@ static int positional(struct tg_cmdline *cl, const char *a, int *npos,
 	case TG_CMD_FOLLOW:
 		if (*npos == 1) {
 			cl->job_id = a;
+			return 0;
+		}
+		break;
+	case TG_CMD_CREDENTIAL:
+		if (*npos <= 2) {
+			*(*npos == 1 ? &cl->cred_site : &cl->cred_token) = a;
 			return 0;
 		}
 		break;
@@ -421,6 +440,21 @@ static int check_cmdline(struct tg_cmdline *cl, char *err, size_t errlen)
 		if (!job_id_ok(cl->job_id)) {
 			cmd_err(err, errlen, "%s: '%s' is not a job id",
 				tg_command_name(cl->cmd), cl->job_id);
+			return -EINVAL;
+		}
+		return 0;
+	case TG_CMD_CREDENTIAL:
+		if (!cl->cred_site || !*cl->cred_site) {
+			cmd_err(err, errlen, "credential: SITE is required");
+			return -EINVAL;
+		}
+		if (cl->cred_delete && cl->cred_token) {
+			cmd_err(err, errlen,
+				"credential: --delete takes no token");
+			return -EINVAL;
+		}
+		if (cl->cred_token && !*cl->cred_token) {
+			cmd_err(err, errlen, "credential: the token is empty");
 			return -EINVAL;
 		}
 		return 0;
@@ -837,6 +871,40 @@ int tg_build_request(const struct tg_cmdline *cl, const char *script,
 				goto out_nomem_p;
 		}
 		req->path = p;
+		return 0;
+	case TG_CMD_CREDENTIAL:
+		if (append_raw(&p, &n, "/v1/sites/") ||
+		    append_escaped_(&p, &n, cl->cred_site, true) ||
+		    append_raw(&p, &n, "/credential"))
+			goto out_nomem_p;
+		req->path = p;
+		req->method = cl->cred_delete ? "DELETE" : "GET";
+		if (cl->cred_token) {
+			/* "-": main read stdin into `script` */
+			json_t *b = json_pack(
+			    "{s:s%}", "token",
+			    strcmp(cl->cred_token, "-") ? cl->cred_token
+							: (script ? script : ""),
+			    strcmp(cl->cred_token, "-")
+				? strlen(cl->cred_token)
+				: (script ? script_len : 0));
+
+			req->method = "PUT";
+			req->body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+			if (b)
+				explicit_bzero(
+				    (char *)json_string_value(
+					json_object_get(b, "token")),
+				    json_string_length(
+					json_object_get(b, "token")));
+			json_decref(b);
+			if (!req->body) {
+				cmd_err(err, errlen,
+					"the token is not valid UTF-8 text");
+				rv = -EINVAL;
+				goto out_clear;
+			}
+		}
 		return 0;
 	case TG_CMD_NONE:
 	case TG_CMD_HELP:
@@ -1290,6 +1358,27 @@ int tg_print_usage(FILE *out, const json_t *answer, const struct tg_fmt *f)
 	table_print_free(&t, out);
 	if (rv)
 		return rv;
+	return ferror(out) ? -EIO : 0;
+}
+
+int tg_print_credential(FILE *out, const json_t *a, const struct tg_fmt *f)
+{
+	char exp[64], reg[64];
+
+	if (!json_is_object(a) || !json_is_string(json_object_get(a, "site")))
+		return -EINVAL;
+	if (json_is_true(json_object_get(a, "removed"))) {
+		fprintf(out, "site %s: your token is removed\n",
+			str_or(a, "site", "-"));
+		return ferror(out) ? -EIO : 0;
+	}
+	fprintf(out,
+		"site %s: token of %s (site user %s) valid until %s, "
+		"registered %s\n",
+		str_or(a, "site", "-"), str_or(a, "user", "-"),
+		str_or(a, "site_user", "-"),
+		fmt_time(a, "expires_at", f, exp, sizeof(exp)),
+		fmt_time(a, "registered_at", f, reg, sizeof(reg)));
 	return ferror(out) ? -EIO : 0;
 }
 

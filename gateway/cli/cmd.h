@@ -40,6 +40,7 @@
 	X(FOLLOW, "follow")                                                    \
 	X(SITES, "sites")                                                      \
 	X(USAGE, "usage")                                                      \
+	X(CREDENTIAL, "credential")                                            \
 	X(HELP, "help")                                                        \
 	X(VERSION, "version")
 
@@ -74,6 +75,9 @@ struct tg_cmdline {
 	long limit; /* -1: not given */
 	/* follow */
 	const char *stream; /* --stream stdout|stderr, NULL: server default */
+	/* credential SITE [TOKEN|-] [--delete] */
+	const char *cred_site, *cred_token; /* token "-": from stdin */
+	bool cred_delete;
 };
 
 /*
@@ -125,6 +129,9 @@ int tg_print_jobs(FILE *out, const json_t *answer, const struct tg_fmt *f);
 int tg_print_sites(FILE *out, const json_t *answer, const struct tg_fmt *f);
 /* `usage`: a table of {"usage": [...]}. */
 int tg_print_usage(FILE *out, const json_t *answer, const struct tg_fmt *f);
+/* GET/PUT/DELETE /v1/sites/{site}/credential: one line. */
+int tg_print_credential(FILE *out, const json_t *answer,
+			const struct tg_fmt *f);
 /* `cancel`: "j-1: cancel requested (state running)". */
 int tg_print_cancel(FILE *out, const json_t *job);
 

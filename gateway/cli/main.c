@@ -200,6 +200,9 @@ static int answer(const struct tg_cmdline *cl, const struct tg_response *r)
 	case TG_CMD_USAGE:
 		rv = tg_print_usage(stdout, r->json, &f);
 		break;
+	case TG_CMD_CREDENTIAL:
+		rv = tg_print_credential(stdout, r->json, &f);
+		break;
 	case TG_CMD_FOLLOW:
 	case TG_CMD_NONE:
 	case TG_CMD_HELP:
@@ -419,9 +422,13 @@ int main(int argc, char **argv)
 		code = follow(c, &cl);
 		goto out;
 	}
-	if (cl.cmd == TG_CMD_SUBMIT &&
-	    read_path(cl.script, SCRIPT_MAX, &script, &script_len, err,
-		      sizeof(err))) {
+	if (((cl.cmd == TG_CMD_SUBMIT &&
+	      read_path(cl.script, SCRIPT_MAX, &script, &script_len, err,
+			sizeof(err))) ||
+	     (cl.cmd == TG_CMD_CREDENTIAL && cl.cred_token &&
+	      !strcmp(cl.cred_token, "-") &&
+	      read_path("-", TOKEN_FILE_MAX, &script, &script_len, err,
+			sizeof(err))))) {
 		fprintf(stderr, "tiergate: %s\n", err);
 		goto out;
 	}
@@ -440,6 +447,8 @@ int main(int argc, char **argv)
 out:
 	tg_response_clear(&resp);
 	tg_request_clear(&req);
+	if (script)
+		explicit_bzero(script, script_len); /* may be a token */
 	free(script);
 	tg_client_free(c);
 	tg_cmdline_free(&cl);

@@ -165,8 +165,9 @@ static void test_full(void **state)
 			      "jwt_lifetime = 600\n"
 			      "[site beta]\n"
 			      "kind = slurmrestd-v0039\n"
-			      "url = unix:/run/slurmrestd/beta.socket\n"
+			      "url = unix:/run/slurmrestd/beta/%u.sock\n"
 			      "auth = munge\n"
+			      "poll_user = nobody\n"
 			      "munge_socket = /run/munge/beta.socket\n");
 	assert_string_equal(cfg->listen_host, "0.0.0.0");
 	assert_int_equal(cfg->listen_port, 9000);
@@ -221,8 +222,10 @@ static void test_full(void **state)
 	assert_string_equal(b->kind, "slurmrestd-v0039");
 	assert_int_equal(a->line, 20);
 	assert_int_equal(b->url_kind, GW_URL_UNIX);
-	assert_string_equal(b->unix_path, "/run/slurmrestd/beta.socket");
+	assert_string_equal(b->unix_path, "/run/slurmrestd/beta/%u.sock");
 	assert_int_equal(b->auth, GW_SITE_AUTH_MUNGE);
+	assert_string_equal(b->poll_user, "nobody");
+	assert_null(a->poll_user);
 	assert_null(b->jwt_key);
 	assert_true(b->user_map_same);
 	assert_null(b->partition);
@@ -421,10 +424,37 @@ static void test_sites(void **state)
 		 -EINVAL, "t.conf:9:", "key 'jwt_key'", "only used with", END);
 	load_bad(GW_BASE "[site alpha]\nurl = http://h:1\nauth = munge\n",
 		 -EINVAL, "t.conf:6:", "key 'munge_socket'", "missing", END);
+	/* munge: one rest_auth/local slurmrestd per user, %u in the path */
+	load_bad(GW_BASE "[site alpha]\nurl = unix:/run/rs.sock\n"
+			 "auth = munge\nmunge_socket = /run/m.sock\n",
+		 -EINVAL, "key 'url'", "%u", END);
+	load_bad(GW_BASE "[site alpha]\nurl = unix:/run/%u.sock\n"
+			 "jwt_key = site.key\n",
+		 -EINVAL, "key 'url'", "auth = munge only", END);
+	load_bad(GW_BASE "[site alpha]\nurl = http://h:1\n"
+			 "jwt_key = site.key\npoll_user = bob\n",
+		 -EINVAL, "key 'poll_user'", "only used with", END);
+	cfg = load_ok(GW_BASE "[site alpha]\nurl = unix:/run/rs/%u.sock\n"
+			      "auth = munge\nmunge_socket = /run/m.sock\n");
+	assert_string_equal(cfg->sites[0].poll_user, "slurm");
+	gw_config_free(cfg);
 	cfg = load_ok(GW_BASE "[site alpha]\nurl = http://h:1\n"
 			      "auth = jwt-user\n");
 	assert_int_equal(cfg->sites[0].auth, GW_SITE_AUTH_JWT_USER);
+	assert_int_equal(cfg->sites[0].queue_estimate_s,
+			 GW_CONF_DEFAULT_QUEUE_ESTIMATE);
+	assert_int_equal(cfg->sites[0].default_time_limit_min,
+			 GW_CONF_DEFAULT_TIME_LIMIT);
 	gw_config_free(cfg);
+	cfg = load_ok(GW_BASE "[site alpha]\nurl = http://h:1\n"
+			      "auth = jwt-user\nqueue_estimate = 0\n"
+			      "default_time_limit = 30\n");
+	assert_int_equal(cfg->sites[0].queue_estimate_s, 0);
+	assert_int_equal(cfg->sites[0].default_time_limit_min, 30);
+	gw_config_free(cfg);
+	load_bad(GW_BASE "[site alpha]\nurl = http://h:1\n"
+			 "jwt_key = site.key\nqueue_estimate = 5\n",
+		 -EINVAL, "key 'queue_estimate'", "jwt-user", END);
 
 	load_bad(GW_BASE
 		 "[site .alpha]\nurl = http://h:1\njwt_key = site.key\n",

@@ -1181,6 +1181,60 @@ static void test_jwt_user_mode(void **state)
 	assert_int_equal(d.calls, 0);
 }
 
+/*
+ * munge: each user's call goes to that user's own socket (rest_auth/local
+ * submits as the slurmrestd's user), without token headers.
+ */
+static void test_munge_mode(void **state)
+{
+	struct fx *f = *state;
+	char dir[64], path[108], tmpl[160], hv[64];
+	struct fake_http *us;
+	const struct route ok[] = {
+	    ROUTE("GET", "/slurm/v0.0.38/ping", 200, "ping.json")};
+	struct site_cred as_alice = {.user = "alice"}, as_bob = {.user = "bob"};
+	struct site_call call = {0};
+	struct done_rec d = {0};
+
+	snprintf(dir, sizeof(dir), "/tmp/tg-test-munge-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/alice.sock", dir);
+	snprintf(tmpl, sizeof(tmpl), "unix:%s/%%u.sock", dir);
+	us = fake_http_start_unix(path, slurmrestd_handler, NULL);
+	set_routes(ok, 1);
+	site_free(f->site);
+	f->site = open_site(f, tmpl, SITE_AUTH_MUNGE, 5);
+	call.done = done_cb;
+	call.arg = &d;
+	assert_int_equal(site_ping(f->site, &as_alice, &call), 0);
+	RUN_UNTIL(f->l, d.calls);
+	assert_int_equal(d.result.err, SITE_ERR_OK);
+	pthread_mutex_lock(&mu);
+	assert_int_equal(last.n, 1);
+	assert_string_equal(last_header("X-SLURM-USER-TOKEN", hv, sizeof(hv)),
+			    "");
+	assert_string_equal(last_header("X-SLURM-USER-NAME", hv, sizeof(hv)),
+			    "");
+	pthread_mutex_unlock(&mu);
+	/* bob has no slurmrestd of his own here: refused, nothing sent */
+	d.calls = 0;
+	site_call_reset(&call);
+	call.done = done_cb;
+	call.arg = &d;
+	assert_int_equal(site_ping(f->site, &as_bob, &call), 0);
+	RUN_UNTIL(f->l, d.calls);
+	assert_int_equal(d.result.err, SITE_ERR_UNAVAILABLE);
+	print_message("no socket: %s\n", d.result.message);
+	assert_non_null(strstr(d.result.message, "slurmrestd of user bob"));
+	assert_non_null(strstr(d.result.message, "/bob.sock"));
+	pthread_mutex_lock(&mu);
+	assert_int_equal(last.n, 1);
+	pthread_mutex_unlock(&mu);
+	site_call_reset(&call);
+	fake_http_stop(us);
+	rmdir(dir);
+}
+
 static void test_bad_calls(void **state)
 {
 	struct fx *f = *state;
@@ -1270,7 +1324,7 @@ static void test_config_errors(void **state)
 
 	cfg.auth = SITE_AUTH_MUNGE;
 	assert_null(site_new(f->l, f->http, &cfg, err, sizeof(err)));
-	assert_non_null(strstr(err, "not a slurmrestd mode"));
+	assert_non_null(strstr(err, "%u.sock"));
 
 	cfg.auth = SITE_AUTH_JWT_KEY;
 	assert_null(site_new(f->l, f->http, &cfg, err, sizeof(err)));
@@ -1329,6 +1383,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_jwt_user_mode, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_munge_mode, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_calls, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_task_abort, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_site_free_in_flight, setup,

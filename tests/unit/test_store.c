@@ -1239,6 +1239,91 @@ static void test_schema_and_lock(void **state)
 			 -ENOENT);
 }
 
+static int cred_put_sync(struct fx *f, const char *site, const char *user,
+			 const char *token, int64_t exp)
+{
+	struct waiter w;
+	struct store_credential c = {.site = (char *)site,
+				     .user = (char *)user,
+				     .token = (char *)token,
+				     .expires_at = exp,
+				     .registered_at = 1700000000};
+	int rv;
+
+	waiter_init(&w);
+	assert_int_equal(store_credential_put(f->st, &w.req, &c), 0);
+	waiter_wait(f, &w);
+	rv = w.req.rv;
+	store_req_reset(&w.req);
+	return rv;
+}
+
+/*
+ * jwt-user credentials: put replaces, delete of none is -ENOENT, the rows
+ * survive a restart, and a schema-1 database (jobs kept) migrates.
+ */
+static void test_credentials(void **state)
+{
+	struct fx *f = *state;
+	struct store_job j;
+	struct waiter w;
+	sqlite3 *db;
+
+	/* a database of the previous schema, with a job in it */
+	fx_open(f, NULL);
+	make_job(&j, 1, STORE_JOB_RUNNING);
+	assert_int_equal(insert1(f, &j), 0);
+	store_job_clear(&j);
+	fx_close(f);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "DROP TABLE site_credentials;"
+				      "PRAGMA user_version = 1",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	fx_open(f, NULL); /* migrates 1 -> 2 */
+	assert_int_equal(cred_put_sync(f, "alpha", "alice", "tok-1", 100), 0);
+	assert_int_equal(cred_put_sync(f, "alpha", "alice", "tok-2", 200), 0);
+	assert_int_equal(cred_put_sync(f, "beta", "alice", "tok-3", 300), 0);
+	assert_int_equal(cred_put_sync(f, "alpha", "bob", "tok-4", 400), 0);
+	assert_int_equal(cred_put_sync(f, "alpha", "bob", NULL, 0), 0);
+	assert_int_equal(cred_put_sync(f, "alpha", "bob", NULL, 0), -ENOENT);
+	/* bad arguments are refused before anything is queued */
+	waiter_init(&w);
+	{
+		struct store_credential bad = {.site = (char *)"alpha"};
+
+		assert_int_equal(store_credential_put(f->st, &w.req, &bad),
+				 -EINVAL);
+	}
+	fx_close(f);
+
+	fx_open(f, NULL);
+	waiter_init(&w);
+	assert_int_equal(store_credentials_list(f->st, &w.req), 0);
+	waiter_wait(f, &w);
+	assert_int_equal(w.req.rv, 0);
+	assert_int_equal(w.req.n_creds, 2);
+	assert_string_equal(w.req.creds[0].site, "alpha");
+	assert_string_equal(w.req.creds[0].user, "alice");
+	assert_string_equal(w.req.creds[0].token, "tok-2");
+	assert_int_equal(w.req.creds[0].expires_at, 200);
+	assert_int_equal(w.req.creds[0].registered_at, 1700000000);
+	assert_string_equal(w.req.creds[1].site, "beta");
+	assert_string_equal(w.req.creds[1].token, "tok-3");
+	store_req_reset(&w.req);
+	/* the job of schema 1 is still there */
+	{
+		int rv;
+		struct store_job *g = get_sync(f, "j-000001", &rv);
+
+		assert_int_equal(rv, 0);
+		store_job_free(g);
+	}
+}
+
 /* A closed store answers -ESHUTDOWN; queued work still commits. */
 static void test_close_drains(void **state)
 {
@@ -1701,6 +1786,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_schema_and_lock, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_task_durable_ack_wake, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
