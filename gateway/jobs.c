@@ -1050,9 +1050,9 @@ uint64_t job_event_update(const struct gw_job *j, const json_t *ev,
 	if (!kind || !step)
 		return 0;
 	if (!strcmp(kind, "step_end")) {
-		upd->cpu_seconds = j->rec.cpu_seconds +
-				   json_number_value(json_object_get(
-					   ev, "cpu_seconds"));
+		/* increments: the store adds them (store_event_insert) */
+		upd->cpu_seconds =
+		    json_number_value(json_object_get(ev, "cpu_seconds"));
 		upd->charge = upd->cpu_seconds * (t ? t->rate : 0);
 		fields |= STORE_F(CPU_SECONDS) | STORE_F(CHARGE);
 	}
@@ -1075,9 +1075,9 @@ void job_apply_update(struct gw_job *j, const struct store_job *upd,
 		      uint64_t fields)
 {
 	if (fields & STORE_F(CPU_SECONDS))
-		j->rec.cpu_seconds = upd->cpu_seconds;
+		j->rec.cpu_seconds += upd->cpu_seconds;
 	if (fields & STORE_F(CHARGE))
-		j->rec.charge = upd->charge;
+		j->rec.charge += upd->charge;
 	if (fields & STORE_F(EXIT_CODE))
 		j->rec.exit_code = upd->exit_code;
 	if (fields & STORE_F(ENDED_BY))

@@ -199,6 +199,7 @@ enum stmt_id {
 	S_LIST,
 	S_UNFIN,
 	S_USAGE,
+	S_ADD_USAGE,
 	S_CRED_PUT,
 	S_CRED_DEL,
 	S_CRED_LIST,
@@ -1042,6 +1043,10 @@ static int prepare_all(struct store *st, char *err, size_t errlen)
 			    "NULL OR user = ?1) AND created_at >= ?2 GROUP BY "
 			    "user, tier ORDER BY user, tier";
 			break;
+		case S_ADD_USAGE:
+			t = "UPDATE jobs SET cpu_seconds = cpu_seconds + ?2, "
+			    "charge = charge + ?3 WHERE id = ?1";
+			break;
 		case S_CRED_PUT:
 			t = "INSERT INTO site_credentials (site, user, token, "
 			    "expires_at, registered_at) VALUES (?1, ?2, ?3, "
@@ -1401,6 +1406,8 @@ static int op_unfinished(struct store *st, struct store_req *r)
 	return read_rows(st, st->stmts[S_UNFIN], r, "unfinished jobs");
 }
 
+#define USAGE_FIELDS (STORE_F(CPU_SECONDS) | STORE_F(CHARGE))
+
 static int op_event(struct store *st, struct store_req *r)
 {
 	const struct store_event *e = r->p_.event;
@@ -1427,7 +1434,23 @@ static int op_event(struct store *st, struct store_req *r)
 	}
 	if (!r->p_.job)
 		return 0;
-	rv = run_update(st, r->p_.job, r->p_.fields, -1, &r->job);
+	rv = 0;
+	if (r->p_.fields & USAGE_FIELDS) {
+		/* added, not set: two events of a job may be in flight */
+		s = st->stmts[S_ADD_USAGE];
+		bind_text(s, 1, r->p_.job->id);
+		sqlite3_bind_double(s, 2, r->p_.job->cpu_seconds);
+		sqlite3_bind_double(s, 3, r->p_.job->charge);
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_DONE)
+			rv = sq_fail(st, rc, s, "add usage");
+		else if (sqlite3_changes(st->db) == 0)
+			rv = -ENOENT;
+		sq_reset(s);
+	}
+	if (!rv && (r->p_.fields & ~USAGE_FIELDS))
+		rv = run_update(st, r->p_.job, r->p_.fields & ~USAGE_FIELDS, -1,
+				&r->job);
 	store_job_free(r->job);
 	r->job = NULL;
 	if (rv == -ENOENT) {

@@ -363,6 +363,9 @@ int store_jobs_unfinished(struct store *st, struct store_req *r);
  * Store an event once.  An id already stored -> rv 0 and duplicate.  A
  * new event and the update of `fields` of job upd->id (upd may be NULL)
  * commit in one transaction: the event's effect is applied exactly once.
+ * CPU_SECONDS and CHARGE are ADDED to the row's (each step's end brings
+ * its own usage, and several may be in flight at once); other fields are
+ * set.
  * job_missing is set when the update found no job (the event is kept).
  */
 int store_event_insert(struct store *st, struct store_req *r,

@@ -622,6 +622,48 @@ static void test_events_and_usage(void **state)
 	assert_int_equal(got->state, STORE_JOB_COMPLETED);
 	store_job_free(got);
 
+	/* two steps' ends in flight at once: usage is added, none lost */
+	{
+		struct waiter w2;
+
+		upd.cpu_seconds = 2.5;
+		upd.charge = 7.5;
+		waiter_init(&w);
+		waiter_init(&w2);
+		ev.id = "alpha/1001/0/a1/step_end";
+		assert_int_equal(store_event_insert(f->st, &w.req, &ev, &upd,
+						    STORE_F(CPU_SECONDS) |
+							STORE_F(CHARGE)),
+				 0);
+		ev.id = "alpha/1001/1/a2/step_end";
+		assert_int_equal(store_event_insert(f->st, &w2.req, &ev, &upd,
+						    STORE_F(CPU_SECONDS) |
+							STORE_F(CHARGE)),
+				 0);
+		waiter_wait(f, &w);
+		waiter_wait(f, &w2);
+		assert_int_equal(w.req.rv, 0);
+		assert_int_equal(w2.req.rv, 0);
+		store_req_reset(&w.req);
+		store_req_reset(&w2.req);
+		got = get_sync(f, j1.id, &rv);
+		assert_true(got->cpu_seconds == 15);
+		assert_true(got->charge == 45);
+		store_job_free(got);
+		/* back to what the usage checks below expect */
+		upd.cpu_seconds = -5;
+		upd.charge = -15;
+		ev.id = "alpha/1001/2/a1/step_end";
+		waiter_init(&w);
+		assert_int_equal(store_event_insert(f->st, &w.req, &ev, &upd,
+						    STORE_F(CPU_SECONDS) |
+							STORE_F(CHARGE)),
+				 0);
+		waiter_wait(f, &w);
+		store_req_reset(&w.req);
+		ev.id = "alpha/1001/batch/a1/step_end";
+	}
+
 	/* an event without an update, and one for an unknown job */
 	ev.id = "alpha/1001/batch/a1/task_exit/0";
 	waiter_init(&w);
