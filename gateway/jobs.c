@@ -235,7 +235,9 @@ json_t *job_to_json(const struct gw_job *j)
 	json_object_set_new(o, "updated_at", json_integer(r->updated_at));
 	json_object_set_new(o, "cancel_requested",
 			    json_boolean(r->cancel_requested));
-	json_object_set_new(o, "ended_by", str_or_null(r->ended_by));
+	/* until the end, ended_by holds who asked to cancel: not yet true */
+	json_object_set_new(o, "ended_by",
+			    str_or_null(job_final(j) ? r->ended_by : NULL));
 	json_object_set_new(o, "error", err);
 	json_object_set_new(o, "usage", usage);
 	json_object_set_new(o, "request_id", str_or_null(r->request_id));
@@ -295,7 +297,9 @@ static void finish(struct gw_job *j, enum store_job_state s,
 		   const char *ended_by)
 {
 	set_state(j, s);
-	if (ended_by && !j->rec.ended_by) {
+	/* a cancel's requester ended it only if it ends cancelled */
+	if (ended_by && (!j->rec.ended_by || s != STORE_JOB_CANCELLED ||
+			 !j->rec.cancel_requested)) {
 		set_str(&j->rec.ended_by, ended_by);
 		j->dirty |= STORE_F(ENDED_BY);
 	}
@@ -1011,7 +1015,14 @@ void job_apply_site(struct gw_job *j, const struct site_job *sj)
 	}
 	if (s != STORE_JOB_ACCEPTED && s != STORE_JOB_SUBMITTING)
 		set_state(j, s);
-	if (store_job_state_final(s) && !j->rec.ended_by) {
+	/*
+	 * Who ended it: whoever asked to cancel (kept in ended_by since the
+	 * request) only if it did end cancelled; a job that completed, failed
+	 * or timed out first, the cancel racing its end, was ended by the site.
+	 */
+	if (store_job_state_final(s) &&
+	    (!j->rec.ended_by ||
+	     !(s == STORE_JOB_CANCELLED && j->rec.cancel_requested))) {
 		set_str(&j->rec.ended_by, "site");
 		j->dirty |= STORE_F(ENDED_BY);
 	}
