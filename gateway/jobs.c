@@ -564,9 +564,7 @@ static enum task_step after_site_call(struct gw_job *j)
 	uint32_t id = 0;
 	bool transient = site_err_transient(r->err) || r->outcome_unknown;
 
-	gw_site_record(j->site, r->err == SITE_ERR_OK ||
-				       !site_err_transient(r->err),
-		       r->message);
+	gw_site_record_result(j->site, r);
 	switch ((enum job_task_state)j->task.state) {
 	case FINDING:
 		if (own_tagged_job(j, r, &id)) {

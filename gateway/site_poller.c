@@ -112,14 +112,13 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 	case LISTING:
 		if (!site_call_done(&p->call))
 			return TASK_WAIT;
+		gw_site_record_result(p->s, &p->call.result);
 		if (p->call.result.err == SITE_ERR_OK) {
-			gw_site_record(p->s, true, NULL);
 			apply(p);
 			/* from when the call started (changes during it count);
 			 * Slurm's update_time has second granularity: overlap */
 			p->update_time = p->list_started - 2;
 		} else {
-			gw_site_record(p->s, false, p->call.result.message);
 			log_warn("site %s: poll failed: %s", p->s->cfg->name,
 				 p->call.result.message);
 		}
