@@ -969,6 +969,38 @@ void jobs_free(struct jobs *js)
 
 /* ---- what others tell a job ---------------------------------------- */
 
+#define RECOVERED_SPACING_MS 20
+
+struct recovered_ctx {
+	const struct gw_site *s;
+	unsigned n;
+};
+
+static int retry_now(struct gw_job *j, void *arg)
+{
+	struct recovered_ctx *c = arg;
+
+	if (j->site != c->s || job_final(j) || !j->task.ops ||
+	    j->task.destroyed || j->task.state != BACKOFF ||
+	    (j->after_backoff != FINDING && j->after_backoff != SUBMITTING &&
+	     j->after_backoff != CANCELLING))
+		return 0;
+	/* a few at a time: not every waiting job at once at a site that
+	 * has just come back */
+	task_sleep(&j->task, (uint64_t)c->n++ * RECOVERED_SPACING_MS);
+	return 0;
+}
+
+void jobs_site_recovered(struct jobs *js, const struct gw_site *s)
+{
+	struct recovered_ctx c = {s, 0};
+
+	jobs_foreach(js, retry_now, &c);
+	if (c.n)
+		log_info("site %s answers again: %u job%s waiting for it retry now",
+			 s->cfg->name, c.n, c.n == 1 ? "" : "s");
+}
+
 void job_request_cancel(struct gw_job *j, const char *who)
 {
 	if (job_final(j))
