@@ -627,6 +627,16 @@ static enum task_step after_site_call(struct gw_job *j)
 			j->attempts = 0;
 			return enter(j, TRACKING);
 		}
+		if (!transient) {
+			/* asking again gets the same answer: stop asking and
+			 * keep tracking the job (it ends as the site says) */
+			log_err("job %s: %s refused to cancel Slurm job %lld: %s",
+				j->rec.id, j->rec.site,
+				(long long)j->rec.slurm_job_id, r->message);
+			j->cancel_pending = false;
+			j->attempts = 0;
+			return enter(j, TRACKING);
+		}
 		return backoff(j, CANCELLING);
 	case JOURNALING:
 	case MARKING:
@@ -740,6 +750,15 @@ static enum task_step job_step(struct task *t, unsigned wake)
 			return TASK_WAIT;
 		return after_site_call(j);
 	case BACKOFF:
+		if (j->after_backoff == CANCELLING && job_final(j)) {
+			/* it ended while a cancel waited to be retried: the
+			 * cancel has nothing left to do, the end is saved */
+			task_sleep_stop(t);
+			j->cancel_pending = false;
+			task_set_state(t, SAVING);
+			journal(j, -1);
+			return TASK_WAIT;
+		}
 		if (!(wake & TASK_WAKE_TIMER))
 			return TASK_WAIT;
 		if (j->after_backoff == SUBMITTING && j->cancel_pending)

@@ -190,3 +190,33 @@ for i in 1 2 3 4 5 6; do
 	fi
 done
 note "6: racing completion: $n_completed completed, $n_cancelled cancelled"
+
+# ---- 7. the site refuses the cancel (Slurm: access denied): the gateway
+# stops asking, tracks the job to its end and saves it; its task ends
+site_stop alpha slurmrestd
+real_port=$(free_port)
+site_start alpha slurmrestd "$real_port"
+fault_rest_start alpha refuse-cancel "$real_port"
+printf '#!/bin/bash\nsleep 4\necho ended\n' >"$TEST_JOBS_DIR/short.sh"
+id7=$(tg alice submit --site alpha --tier basic --name t0308-refused "$TEST_JOBS_DIR/short.sh")
+wait_gw_state alice "$id7" 30 running
+tg alice cancel "$id7" >/dev/null || fail "cancel of $id7 failed"
+wait_gw_state alice "$id7" 30 completed
+js=$(tg alice --json status "$id7")
+assert_eq site "$(jq -r .ended_by <<<"$js")" "$id7: ended_by"
+assert_eq COMPLETED "$(slurm_state_tagged alpha "$id7")" "$id7: state in Slurm"
+deadline=$((SECONDS + 10))
+while :; do
+	tasks=$(curl -s -H "Authorization: Bearer $TIERGATE_TOKEN_ADMIN" "$TIERGATE_URL/debug/tasks")
+	[[ $tasks == *"$id7"* ]] || break
+	[ "$SECONDS" -lt "$deadline" ] || fail "$id7's task lives on after its end: $(jq -c --arg id "$id7" '.tasks[] | select(.debug | contains($id))' <<<"$tasks")"
+	sleep 0.2
+done
+[ "$(grep -c "refused" "$TEST_JOBS_DIR/fault-rest.log")" -le 2 ] ||
+	fail "the gateway kept asking to cancel $id7: $(grep -c refused "$TEST_JOBS_DIR/fault-rest.log") DELETEs"
+# and says why
+wait_log "job $id7: alpha refused to cancel Slurm job [0-9]+: .*not allowed to cancel" 5
+fault_rest_stop
+site_stop alpha slurmrestd
+site_start alpha slurmrestd
+note "7: a refused cancel: asked once, the job completed and its task ended"

@@ -15,6 +15,10 @@ first, or moved to UPSTREAM_PORT) and, per MODE:
                   passes every request and answer through, except the answer
                   to a job submission: the job reaches Slurm, the reply never
                   reaches the client (a lost answer)
+  refuse-cancel UPSTREAM_PORT
+                  the same proxy, but a DELETE of a job never reaches Slurm:
+                  it is answered as slurmrestd answers a cancel it may not
+                  do (HTTP 500, Slurm error 2002, access denied)
 
 Prints "ready" on stdout once it listens. Counts what it saw on stderr.
 """
@@ -83,6 +87,9 @@ class Handler(socketserver.StreamRequestHandler):
             if MODE == "garbage":
                 self.garbage(req)
                 return
+            if MODE == "refuse-cancel" and req[0] == "DELETE":
+                self.refuse(req)
+                continue
             if not self.proxy(req):
                 return
 
@@ -100,6 +107,17 @@ class Handler(socketserver.StreamRequestHandler):
             )
         self.wfile.flush()
 
+    def refuse(self, req):
+        log("refused %s %s" % (req[0], req[1]))
+        body = (b'{"meta":{},"errors":[{"error_number":2002,'
+                b'"error":"Access/permission denied",'
+                b'"description":"fault-rest: not allowed to cancel",'
+                b'"source":"slurm_kill_job()"}]}')
+        self.wfile.write(
+            b"HTTP/1.1 500 INTERNAL ERROR\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.wfile.flush()
+
     def proxy(self, req):
         method, path, headers, body = req
         up = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=60)
@@ -111,7 +129,8 @@ class Handler(socketserver.StreamRequestHandler):
         resp = up.getresponse()
         data = resp.read()
         up.close()
-        if method == "POST" and path.rstrip("/").endswith("/job/submit"):
+        if MODE == "blackhole-submit" and method == "POST" and \
+                path.rstrip("/").endswith("/job/submit"):
             log("lost the answer to %s %s (HTTP %d): %s"
                 % (method, path, resp.status, data[:200]))
             try:
@@ -138,10 +157,10 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 def main():
-    if MODE not in ("hang", "garbage", "blackhole-submit"):
+    if MODE not in ("hang", "garbage", "blackhole-submit", "refuse-cancel"):
         sys.exit("unknown mode %r" % MODE)
-    if MODE == "blackhole-submit" and not UPSTREAM:
-        sys.exit("blackhole-submit needs UPSTREAM_PORT")
+    if MODE in ("blackhole-submit", "refuse-cancel") and not UPSTREAM:
+        sys.exit("%s needs UPSTREAM_PORT" % MODE)
     srv = Server(("127.0.0.1", PORT), Handler)
     print("ready", flush=True)
     try:
