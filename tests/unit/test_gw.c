@@ -117,7 +117,9 @@ static void test_garbage_counts_as_failure(void **state)
 static void test_answers_close_it(void **state)
 {
 	static const enum site_err answers[] = {
-	    SITE_ERR_REJECTED, SITE_ERR_NOT_FOUND, SITE_ERR_DENIED,
+	    SITE_ERR_REJECTED,
+	    SITE_ERR_NOT_FOUND,
+	    SITE_ERR_DENIED,
 	    SITE_ERR_AUTH,
 	};
 	struct fixture *f = *state;
