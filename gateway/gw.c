@@ -10,6 +10,7 @@
 #include "config.h"
 #include "loop.h"
 #include "log.h"
+#include "site.h"
 
 #define BREAKER_THRESHOLD 3   /* failures in a row open it */
 #define BREAKER_OPEN_MS 10000 /* then one trial call after this */
@@ -77,5 +78,30 @@ void gw_site_record(struct gw_site *s, bool ok, const char *error)
 				 s->last_error);
 		s->breaker = BREAKER_OPEN;
 		s->open_until_ms = loop_clock_ms() + BREAKER_OPEN_MS;
+	}
+}
+
+void gw_site_record_result(struct gw_site *s, const struct site_result *r)
+{
+	switch (r->err) {
+	case SITE_ERR_OK:
+	case SITE_ERR_REJECTED:
+	case SITE_ERR_NOT_FOUND:
+	case SITE_ERR_DENIED:
+	case SITE_ERR_AUTH:
+		/* slurmrestd answered about the request itself: it works */
+		gw_site_record(s, true, NULL);
+		return;
+	case SITE_ERR_UNAVAILABLE:
+	case SITE_ERR_TIMEOUT:
+	case SITE_ERR_BACKEND:
+	case SITE_ERR_PROTOCOL:
+		/* no answer, or none a working slurmrestd gives (garbage) */
+		gw_site_record(s, false, r->message);
+		return;
+	case SITE_ERR_CANCELLED:
+	case SITE_ERR_INTERNAL:
+	case SITE_ERR_COUNT_:
+		break; /* ours (aborted, no memory): says nothing of the site */
 	}
 }

@@ -21,6 +21,7 @@ struct loop;
 struct output_store;
 struct site;
 struct site_poller;
+struct site_result;
 struct store;
 struct worker_pool;
 
@@ -86,5 +87,12 @@ void gw_crash_point(const char *where);
 /* Breaker bookkeeping for every call a task makes to a site. */
 bool gw_site_allows(struct gw_site *s);
 void gw_site_record(struct gw_site *s, bool ok, const char *error);
+/*
+ * The same from a call's result: an answer about the request (ok,
+ * rejected, not found, denied, 401) means the site works; no answer,
+ * a timeout, slurmctld away or garbage (even with HTTP 200) count as a
+ * failure; an aborted call or a local error does not count.
+ */
+void gw_site_record_result(struct gw_site *s, const struct site_result *r);
 
 #endif

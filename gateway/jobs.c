@@ -236,7 +236,9 @@ json_t *job_to_json(const struct gw_job *j)
 	json_object_set_new(o, "updated_at", json_integer(r->updated_at));
 	json_object_set_new(o, "cancel_requested",
 			    json_boolean(r->cancel_requested));
-	json_object_set_new(o, "ended_by", str_or_null(r->ended_by));
+	/* until the end, ended_by holds who asked to cancel: not yet true */
+	json_object_set_new(o, "ended_by",
+			    str_or_null(job_final(j) ? r->ended_by : NULL));
 	json_object_set_new(o, "error", err);
 	json_object_set_new(o, "usage", usage);
 	json_object_set_new(o, "request_id", str_or_null(r->request_id));
@@ -296,7 +298,9 @@ static void finish(struct gw_job *j, enum store_job_state s,
 		   const char *ended_by)
 {
 	set_state(j, s);
-	if (ended_by && !j->rec.ended_by) {
+	/* a cancel's requester ended it only if it ends cancelled */
+	if (ended_by && (!j->rec.ended_by || s != STORE_JOB_CANCELLED ||
+			 !j->rec.cancel_requested)) {
 		set_str(&j->rec.ended_by, ended_by);
 		j->dirty |= STORE_F(ENDED_BY);
 	}
@@ -561,9 +565,7 @@ static enum task_step after_site_call(struct gw_job *j)
 	uint32_t id = 0;
 	bool transient = site_err_transient(r->err) || r->outcome_unknown;
 
-	gw_site_record(j->site, r->err == SITE_ERR_OK ||
-				       !site_err_transient(r->err),
-		       r->message);
+	gw_site_record_result(j->site, r);
 	switch ((enum job_task_state)j->task.state) {
 	case FINDING:
 		if (own_tagged_job(j, r, &id)) {
@@ -622,6 +624,16 @@ static enum task_step after_site_call(struct gw_job *j)
 		return TASK_WAIT;
 	case CANCELLING:
 		if (r->err == SITE_ERR_OK || r->err == SITE_ERR_NOT_FOUND) {
+			j->cancel_pending = false;
+			j->attempts = 0;
+			return enter(j, TRACKING);
+		}
+		if (!transient) {
+			/* asking again gets the same answer: stop asking and
+			 * keep tracking the job (it ends as the site says) */
+			log_err("job %s: %s refused to cancel Slurm job %lld: %s",
+				j->rec.id, j->rec.site,
+				(long long)j->rec.slurm_job_id, r->message);
 			j->cancel_pending = false;
 			j->attempts = 0;
 			return enter(j, TRACKING);
@@ -739,6 +751,15 @@ static enum task_step job_step(struct task *t, unsigned wake)
 			return TASK_WAIT;
 		return after_site_call(j);
 	case BACKOFF:
+		if (j->after_backoff == CANCELLING && job_final(j)) {
+			/* it ended while a cancel waited to be retried: the
+			 * cancel has nothing left to do, the end is saved */
+			task_sleep_stop(t);
+			j->cancel_pending = false;
+			task_set_state(t, SAVING);
+			journal(j, -1);
+			return TASK_WAIT;
+		}
 		if (!(wake & TASK_WAKE_TIMER))
 			return TASK_WAIT;
 		if (j->after_backoff == SUBMITTING && j->cancel_pending)
@@ -968,6 +989,38 @@ void jobs_free(struct jobs *js)
 
 /* ---- what others tell a job ---------------------------------------- */
 
+#define RECOVERED_SPACING_MS 20
+
+struct recovered_ctx {
+	const struct gw_site *s;
+	unsigned n;
+};
+
+static int retry_now(struct gw_job *j, void *arg)
+{
+	struct recovered_ctx *c = arg;
+
+	if (j->site != c->s || job_final(j) || !j->task.ops ||
+	    j->task.destroyed || j->task.state != BACKOFF ||
+	    (j->after_backoff != FINDING && j->after_backoff != SUBMITTING &&
+	     j->after_backoff != CANCELLING))
+		return 0;
+	/* a few at a time: not every waiting job at once at a site that
+	 * has just come back */
+	task_sleep(&j->task, (uint64_t)c->n++ * RECOVERED_SPACING_MS);
+	return 0;
+}
+
+void jobs_site_recovered(struct jobs *js, const struct gw_site *s)
+{
+	struct recovered_ctx c = {s, 0};
+
+	jobs_foreach(js, retry_now, &c);
+	if (c.n)
+		log_info("site %s answers again: %u job%s waiting for it retry now",
+			 s->cfg->name, c.n, c.n == 1 ? "" : "s");
+}
+
 void job_request_cancel(struct gw_job *j, const char *who)
 {
 	if (job_final(j))
@@ -1012,7 +1065,14 @@ void job_apply_site(struct gw_job *j, const struct site_job *sj)
 	}
 	if (s != STORE_JOB_ACCEPTED && s != STORE_JOB_SUBMITTING)
 		set_state(j, s);
-	if (store_job_state_final(s) && !j->rec.ended_by) {
+	/*
+	 * Who ended it: whoever asked to cancel (kept in ended_by since the
+	 * request) only if it did end cancelled; a job that completed, failed
+	 * or timed out first, the cancel racing its end, was ended by the site.
+	 */
+	if (store_job_state_final(s) &&
+	    (!j->rec.ended_by ||
+	     !(s == STORE_JOB_CANCELLED && j->rec.cancel_requested))) {
 		set_str(&j->rec.ended_by, "site");
 		j->dirty |= STORE_F(ENDED_BY);
 	}

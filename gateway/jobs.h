@@ -106,6 +106,12 @@ size_t jobs_count(const struct jobs *js, enum store_job_state state);
 int jobs_create(struct jobs *js, const struct job_request *req,
 		void (*cb)(struct gw_job *j, int rv, void *arg), void *arg);
 
+/*
+ * The site answers again (its breaker closed): jobs backing off from it
+ * (finding, submitting, cancelling) retry now, a few milliseconds apart,
+ * instead of at the end of a backoff that grew while it was down.
+ */
+void jobs_site_recovered(struct jobs *js, const struct gw_site *s);
 /* Record a cancel request (idempotent) and wake the job's task. */
 void job_request_cancel(struct gw_job *j, const char *who);
 

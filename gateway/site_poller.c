@@ -33,6 +33,7 @@ struct site_poller {
 	int64_t list_started;
 	uint64_t n;
 	bool full;
+	bool saw_down; /* the breaker was not closed since the last good poll */
 };
 
 struct missing_ctx {
@@ -91,6 +92,8 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 		if (!(wake & (TASK_WAKE_TIMER | TASK_WAKE_START | TASK_WAKE_USER)))
 			return TASK_WAIT;
 		task_sleep_stop(t);
+		if (p->s->breaker != BREAKER_CLOSED)
+			p->saw_down = true;
 		if (!gw_site_allows(p->s) ||
 		    !creds_poll_cred(p->gw->creds, p->s->cfg, time(NULL),
 				     &cred)) {
@@ -115,14 +118,20 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 	case LISTING:
 		if (!site_call_done(&p->call))
 			return TASK_WAIT;
+		gw_site_record_result(p->s, &p->call.result);
+		if (p->s->breaker != BREAKER_CLOSED)
+			p->saw_down = true;
 		if (p->call.result.err == SITE_ERR_OK) {
-			gw_site_record(p->s, true, NULL);
 			apply(p);
+			if (p->saw_down && p->s->breaker == BREAKER_CLOSED) {
+				/* back: what waits for it need not wait on */
+				p->saw_down = false;
+				jobs_site_recovered(p->gw->jobs, p->s);
+			}
 			/* from when the call started (changes during it count);
 			 * Slurm's update_time has second granularity: overlap */
 			p->update_time = p->list_started - 2;
 		} else {
-			gw_site_record(p->s, false, p->call.result.message);
 			log_warn("site %s: poll failed: %s", p->s->cfg->name,
 				 p->call.result.message);
 		}

@@ -337,3 +337,43 @@ tg_unmount_state() {
 			tg_warn "$S_NAME: cannot unmount $S_STATE"
 	fi
 }
+
+# ---------------------------------------------------------------- starting daemons
+# Used by `up` for a whole site, and by the fault tests to restart one daemon
+# of a running site (tests/integration/fault-lib.sh). The site is loaded.
+
+# Replace the current (sub)shell by a daemon with a clean, reproducible
+# environment: run it with & (then $! is the daemon's own pid) or in ( ).
+# The marker lets `down` find the slurmstepd processes it forks. fd 9 is the
+# lock of up/down: a daemon must not hold it.
+daemon_exec() {
+	exec 9>&-
+	# not the caller's cwd: a test's dir may be wiped under a running daemon
+	cd /
+	exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+		SLURM_CONF="$S_CONF" TIERGATE_CLUSTER_SITE="$S_DIR" "$@"
+}
+
+# munged: own key, socket and realm; --force because it runs as root with
+# its files under /tmp. It daemonizes itself and writes its pid file.
+tg_start_munged() {
+	rm -f "$S_RUN/munged.pid"
+	(daemon_exec munged --force --socket="$S_MUNGE_SOCKET" --key-file="$S_MUNGE_KEY" \
+		--pid-file="$S_RUN/munged.pid" --log-file="$S_LOG/munged.log" \
+		--seed-file="$S_MUNGE_DIR/key/munged.seed") >"$S_LOG/munged.stdout" 2>&1 </dev/null
+}
+
+# -D keeps the daemon in the foreground, so $! is the daemon's own pid.
+tg_start_slurmctld() {
+	daemon_exec setsid slurmctld -D >>"$S_LOG/slurmctld.stdout" 2>&1 </dev/null &
+	echo $! >"$S_RUN/slurmctld.pid.own"
+}
+
+# tg_start_slurmrestd [PORT]: on the site's REST port unless PORT is given.
+# slurmrestd refuses root: -u/-g drop privileges after binding ($! stays the
+# daemon). SLURM_JWT=daemon: forward each caller's JWT to slurmctld.
+tg_start_slurmrestd() {
+	daemon_exec SLURM_JWT=daemon setsid slurmrestd -u slurmrest -g slurmrest -a rest_auth/jwt \
+		-s openapi/v0.0.38 "${S_REST_BIND:-127.0.0.1}:${1:-$S_REST_PORT}" >>"$S_LOG/slurmrestd.log" 2>&1 </dev/null &
+	echo $! >"$S_RUN/slurmrestd.pid.own"
+}
