@@ -27,6 +27,7 @@
 #include "log.h"
 #include "loop.h"
 #include "output_store.h"
+#include "reload.h"
 #include "site.h"
 #include "site_poller.h"
 #include "store.h"
@@ -96,21 +97,10 @@ static void on_term(struct loop_signal *s, int signo, void *arg)
 
 static void on_hup(struct loop_signal *s, int signo, void *arg)
 {
-	struct gw_config *n;
-	char err[512];
-
 	(void)s;
 	(void)signo;
 	(void)arg;
-	if (gw_config_load(gw.cfg->path, &n, err, sizeof(err))) {
-		log_err("SIGHUP: config refused, the old one stays: %s", err);
-		return;
-	}
-	auth_set_config(gw.auth, n);
-	log_info("SIGHUP: config reloaded from %s (site and listen changes need a restart)",
-		 n->path);
-	/* sites and jobs keep pointers into the config they started with */
-	gw_config_unref(n);
+	gw_reload(&gw);
 }
 
 static void on_usr1(struct loop_signal *s, int signo, void *arg)
@@ -325,6 +315,7 @@ int main(int argc, char **argv)
 	loop_timer_stop(&drain_timer);
 
 out_serve:
+	gw_reload_shutdown();
 	if (gw.server)
 		http_server_free(gw.server);
 out_state:

@@ -544,6 +544,34 @@ const char *site_call_debug_str(const struct site_call *call, char *buf,
 	return buf;
 }
 
+int site_set_limits(struct site *s, const struct site_limits *lim)
+{
+	bool oom = false;
+	char *part = dup_or_null(lim->partition, &oom);
+
+	if (oom)
+		return -ENOMEM;
+	free((char *)s->cfg.partition);
+	s->cfg.partition = part;
+	s->cfg.request_timeout_s = lim->request_timeout_s
+				       ? lim->request_timeout_s
+				       : SITE_DEFAULT_REQUEST_TIMEOUT_S;
+	s->cfg.max_connections = lim->max_connections
+				     ? lim->max_connections
+				     : SITE_DEFAULT_MAX_CONNECTIONS;
+	s->cfg.jwt_lifetime_s = lim->jwt_lifetime_s
+				    ? lim->jwt_lifetime_s
+				    : SITE_DEFAULT_JWT_LIFETIME_S;
+	if (s->ops->limits_changed)
+		s->ops->limits_changed(s);
+	log_info("site %s: limits now partition=%s timeout=%us max_conn=%u "
+		 "jwt_lifetime=%us",
+		 s->name, s->cfg.partition ? s->cfg.partition : "(default)",
+		 s->cfg.request_timeout_s, s->cfg.max_connections,
+		 s->cfg.jwt_lifetime_s);
+	return 0;
+}
+
 void site_free(struct site *s)
 {
 	if (!s)

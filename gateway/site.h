@@ -101,6 +101,17 @@ struct site_cred {
 	const char *token;
 };
 
+/*
+ * What a config reload may change in a running site (SIGHUP): the rest of
+ * site_config needs a restart.  Zero numbers mean the defaults.
+ */
+struct site_limits {
+	const char *partition;
+	unsigned request_timeout_s, max_connections, jwt_lifetime_s;
+};
+/* Apply to calls started from now on.  0 or -ENOMEM (nothing changed). */
+int site_set_limits(struct site *s, const struct site_limits *lim);
+
 /* -------------------------------------------------------- requests */
 
 #define SITE_TAG_MAX 64
@@ -382,6 +393,8 @@ struct site_ops {
 	void (*abort)(struct site_call *call);
 	/* Optional: the adapter's part of site_debug_str. */
 	void (*debug_str)(const struct site *s, char *buf, size_t len);
+	/* Optional: s->cfg's limits changed (site_set_limits). */
+	void (*limits_changed)(struct site *s);
 };
 
 extern const struct site_ops site_slurmrestd_ops;

@@ -899,6 +899,14 @@ void site_slurmrestd_stats(const struct site *s,
 	st->tokens_dropped = p->dropped;
 }
 
+static void srd_limits_changed(struct site *s)
+{
+	/* munge: set per user socket at each call */
+	if (s->cfg.auth != SITE_AUTH_MUNGE)
+		http_client_set_host_limit(s->http, s->cfg.url,
+					   s->cfg.max_connections);
+}
+
 const struct site_ops site_slurmrestd_ops = {
     .kind = "slurmrestd",
     .open = srd_open,
@@ -911,4 +919,5 @@ const struct site_ops site_slurmrestd_ops = {
     .ping = srd_ping,
     .abort = srd_abort,
     .debug_str = srd_debug_str,
+    .limits_changed = srd_limits_changed,
 };
