@@ -58,6 +58,8 @@ static void finish_error(struct node_op *op, unsigned status, const char *code,
 	node_op_free(op);
 }
 
+static bool not_ready(struct node_op *op, const struct gw_job *j);
+
 static void munge_checked(struct auth_munge_req *r, void *arg)
 {
 	struct node_op *op = arg;
@@ -103,6 +105,8 @@ static void node_auth(struct node_op *op)
 		break;
 	case AUTH_SCHEME_BEARER:
 		j = jobs_find_slurm(op->gw->jobs, op->site, (uint32_t)op->job_id);
+		if (not_ready(op, j))
+			return;
 		if (!j) {
 			finish_error(op, 404, "not_found",
 				     "no gateway job for that Slurm job");
@@ -143,6 +147,29 @@ static struct node_op *node_op_new(struct http_req *req, struct gw *gw)
 	http_req_ref(req);
 	http_req_suspend(req);
 	return op;
+}
+
+/*
+ * A Slurm id we cannot place while a submit to its site has not told us
+ * its id yet: it may be that job.  Answer 503 (the node keeps the report
+ * in its spool and retries) instead of filing it under the Slurm id
+ * alone, where the gateway job would never see it.  True when answered.
+ */
+static bool not_ready(struct node_op *op, const struct gw_job *j)
+{
+	struct gw_site *s = gw_site_find(op->gw, op->site);
+	char msg[160];
+
+	if (j || !s || !s->awaiting_id)
+		return false;
+	snprintf(msg, sizeof(msg),
+		 "Slurm job %llu at %s is not known yet (%u submit%s "
+		 "awaiting the site's id): retry",
+		 (unsigned long long)op->job_id, op->site, s->awaiting_id,
+		 s->awaiting_id == 1 ? "" : "s");
+	dbg("node report: %s", msg);
+	finish_error(op, 503, "job_not_ready", msg);
+	return true;
 }
 
 /* ---- events ---------------------------------------------------------- */
@@ -187,6 +214,8 @@ static void event_authed(struct node_op *op)
 							       "gw_job"));
 	int rv;
 
+	if (not_ready(op, j))
+		return;
 	op->ev.id = strdup(json_string_value(json_object_get(op->event, "id")));
 	op->ev.site = strdup(op->site);
 	op->ev.slurm_job_id = (int64_t)op->job_id;
@@ -276,6 +305,8 @@ static void chunk_authed(struct node_op *op)
 	char key[96];
 	int rv;
 
+	if (not_ready(op, j))
+		return;
 	/* a gateway job's output is its own, even if the site reuses the
 	 * Slurm id: "<gateway id>-<stream>" (output_stream_key) */
 	output_stream_key(j ? j->rec.id : NULL, op->stream, key, sizeof(key));

@@ -43,6 +43,8 @@ struct gw_site {
 	unsigned consecutive_failures;
 	uint64_t open_until_ms;
 	uint64_t upstream_calls; /* every call made to the site */
+	/* jobs whose submit may be at the site without its id known here */
+	unsigned awaiting_id;
 	uint64_t polls;
 	int64_t last_ok; /* unix seconds, 0: never */
 	char last_error[256];

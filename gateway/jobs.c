@@ -178,6 +178,39 @@ static void set_str(char **field, const char *v)
 	*field = v ? strdup(v) : NULL;
 }
 
+/*
+ * A submit that may have reached the site while its Slurm id has not
+ * reached us (a crash, a lost answer, the site down): the node may report
+ * on a Slurm id we cannot place yet.  Counted per site: node reports for
+ * unknown ids there wait (api_node.c) rather than be filed under the
+ * Slurm id alone.
+ */
+static bool awaiting_id(const struct gw_job *j)
+{
+	return j->rec.intent && !strcmp(j->rec.intent, "submit") &&
+	       j->rec.slurm_job_id == STORE_NULL;
+}
+
+static void count_awaiting(struct gw_job *j, bool before)
+{
+	bool now = awaiting_id(j);
+
+	if (!j->site || now == before)
+		return;
+	if (now)
+		j->site->awaiting_id++;
+	else if (j->site->awaiting_id)
+		j->site->awaiting_id--;
+}
+
+static void set_intent(struct gw_job *j, const char *v)
+{
+	bool before = awaiting_id(j);
+
+	set_str(&j->rec.intent, v);
+	count_awaiting(j, before);
+}
+
 void output_stream_key(const char *gw_job_id, const char *stream, char *buf,
 		       size_t len)
 {
@@ -304,7 +337,7 @@ static void finish(struct gw_job *j, enum store_job_state s,
 		set_str(&j->rec.ended_by, ended_by);
 		j->dirty |= STORE_F(ENDED_BY);
 	}
-	set_str(&j->rec.intent, NULL);
+	set_intent(j, NULL);
 	j->dirty |= STORE_F(INTENT);
 	task_set_state(&j->task, FINISHING);
 	journal(j, -1);
@@ -501,7 +534,7 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 		break;
 	case MARKING:
 		set_state(j, STORE_JOB_SUBMITTING);
-		set_str(&j->rec.intent, "submit");
+		set_intent(j, "submit");
 		j->rec.intent_at = time(NULL);
 		j->rec.submit_attempts++;
 		j->dirty |= STORE_F(INTENT) | STORE_F(INTENT_AT) |
@@ -528,10 +561,13 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 
 static void record_site_id(struct gw_job *j, uint32_t slurm_id)
 {
+	bool before = awaiting_id(j);
+
 	j->slurm_id_at_ms = loop_clock_ms();
 	j->rec.slurm_job_id = slurm_id;
 	set_state(j, STORE_JOB_PENDING);
 	set_str(&j->rec.intent, NULL);
+	count_awaiting(j, before);
 	j->dirty |= STORE_F(SLURM_JOB_ID) | STORE_F(INTENT);
 	index_slurm(j->jobs, j);
 	task_set_state(&j->task, RECORDING);
@@ -830,6 +866,7 @@ static struct gw_job *job_alloc(struct jobs *js, struct store_job *rec)
 	if (!sc || gw_config_map_user(sc, rec->user, j->site_user,
 				      sizeof(j->site_user)))
 		snprintf(j->site_user, sizeof(j->site_user), "%s", rec->user);
+	count_awaiting(j, false); /* loaded mid-submit */
 	return j;
 }
 
