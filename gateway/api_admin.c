@@ -111,6 +111,7 @@ void api_metrics(struct http_req *req, void *arg)
 	struct gw *gw = arg;
 	struct loop_stats ls;
 	struct store_stats ss;
+	struct http_server_stats hs;
 	struct buf b = {0};
 	size_t i;
 	int s;
@@ -167,7 +168,42 @@ void api_metrics(struct http_req *req, void *arg)
 			st->cfg->name, (unsigned long long)st->upstream_calls,
 			st->cfg->name, (unsigned long long)st->polls);
 	}
-	(void)ss;
+	bprintf(&b,
+		"# HELP tiergate_store_commit_seconds SQLite commit (fsync) "
+		"latency: p50/p99 of the last 1024, max since start.\n"
+		"# TYPE tiergate_store_commit_seconds gauge\n"
+		"tiergate_store_commit_seconds{quantile=\"0.5\"} %.6f\n"
+		"tiergate_store_commit_seconds{quantile=\"0.99\"} %.6f\n"
+		"tiergate_store_commit_seconds{quantile=\"1\"} %.6f\n"
+		"# TYPE tiergate_store_commits_total counter\n"
+		"tiergate_store_commits_total %llu\n"
+		"# TYPE tiergate_store_rows_committed_total counter\n"
+		"tiergate_store_rows_committed_total %llu\n"
+		"# TYPE tiergate_store_failed_transactions_total counter\n"
+		"tiergate_store_failed_transactions_total %llu\n"
+		"# TYPE tiergate_store_queued gauge\n"
+		"tiergate_store_queued %u\n",
+		ss.commit_us_p50 / 1e6, ss.commit_us_p99 / 1e6,
+		ss.commit_us_max / 1e6, (unsigned long long)ss.commits,
+		(unsigned long long)ss.rows_committed,
+		(unsigned long long)ss.failed_txns, ss.queued);
+	http_server_stats(gw->server, &hs);
+	bprintf(&b,
+		"# TYPE tiergate_http_connections gauge\n"
+		"tiergate_http_connections %u\n"
+		"# TYPE tiergate_http_streams gauge\n"
+		"tiergate_http_streams %u\n"
+		"# TYPE tiergate_http_rejected_total counter\n"
+		"tiergate_http_rejected_total %llu\n"
+		"# HELP tiergate_http_requests_total Ended requests by status "
+		"(0: none sent, the client left first).\n"
+		"# TYPE tiergate_http_requests_total counter\n",
+		hs.connections_active, hs.streams_active,
+		(unsigned long long)hs.rejected_limit);
+	for (i = 0; i < HTTP_STATUS_MAX; i++)
+		if (hs.by_status[i])
+			bprintf(&b, "tiergate_http_requests_total{code=\"%zu\"} %llu\n",
+				i, (unsigned long long)hs.by_status[i]);
 	if (!b.p) {
 		http_reply_error(req, 500, "internal", "out of memory");
 		return;

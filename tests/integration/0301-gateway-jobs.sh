@@ -77,3 +77,17 @@ for s in "${SITES[@]}"; do
 	assert_eq "user:alice" "$(job_field alice "$id" .ended_by)" "$s $id: ended by"
 	wait_gw_state alice "$a" 60 failed
 done
+
+# /metrics tells what happened: requests by code, store commits, polls per site
+m=$(curl -s "$TIERGATE_URL/metrics")
+for want in 'tiergate_http_requests_total{code="202"}' 'tiergate_http_requests_total{code="404"}' \
+	'tiergate_http_requests_total{code="422"}' tiergate_store_commits_total; do
+	v=$(awk -v k="$want" '$1 == k { print $2 }' <<<"$m")
+	[ -n "$v" ] && [ "$v" -gt 0 ] || fail "/metrics: $want is '${v:-absent}'"
+done
+for s in "${SITES[@]}"; do
+	v=$(awk -v k="tiergate_site_polls_total{site=\"$s\"}" '$1 == k { print $2 }' <<<"$m")
+	[ -n "$v" ] && [ "$v" -gt 0 ] || fail "/metrics: no polls of $s"
+done
+awk '$1 == "tiergate_store_commit_seconds{quantile=\"1\"}" { exit !($2 > 0) }' <<<"$m" ||
+	fail "/metrics: no store commit latency"
