@@ -34,6 +34,11 @@ void api_sites(struct http_req *req, void *arg)
 		json_object_set_new(o, "name", json_string(s->cfg->name));
 		json_object_set_new(o, "auth",
 				    json_string(gw_site_auth_name(s->cfg->auth)));
+		json_object_set_new(o, "queue_wait_s",
+				    s->queue_waits
+					? json_integer((json_int_t)(
+					      s->queue_wait_s + 0.5))
+					: json_null());
 		if (s->cfg->auth == GW_SITE_AUTH_JWT_USER) {
 			/* the caller's own token: until when (never itself) */
 			const struct gw_cred *c =

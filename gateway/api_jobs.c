@@ -46,7 +46,8 @@ static int check_credential(struct http_req *req, struct gw *gw,
 			    json_int_t time_limit_min)
 {
 	const struct gw_cred *c = creds_find(gw->creds, sc->name, user);
-	int64_t now = time(NULL), need;
+	int64_t now = time(NULL), need,
+		queue = gw_site_queue_estimate(gw_site_find(gw, sc->name));
 
 	if (!c) {
 		http_reply_error(req, 409, "credential_missing",
@@ -60,17 +61,17 @@ static int check_credential(struct http_req *req, struct gw *gw,
 	}
 	if (time_limit_min <= 0)
 		time_limit_min = sc->default_time_limit_min;
-	need = now + (int64_t)sc->queue_estimate_s + time_limit_min * 60;
+	need = now + queue + time_limit_min * 60;
 	if (c->expires_at < need) {
 		http_reply_error(req, 422, "credential_expires_too_soon",
 				 "your token for site %s expires in %lld s, "
 				 "before this job could end (queue estimate "
-				 "%u s + time limit %lld min): register a token "
-				 "with a longer lifespan (scontrol token "
+				 "%lld s + time limit %lld min): register a "
+				 "token with a longer lifespan (scontrol token "
 				 "lifespan=%lld) or ask for a shorter "
 				 "resources.time_limit_min",
 				 sc->name, (long long)(c->expires_at - now),
-				 sc->queue_estimate_s,
+				 (long long)queue,
 				 (long long)time_limit_min,
 				 (long long)(need - now + 3600));
 		return -EACCES;

@@ -105,3 +105,22 @@ void gw_site_record_result(struct gw_site *s, const struct site_result *r)
 		break; /* ours (aborted, no memory): says nothing of the site */
 	}
 }
+
+void gw_site_queue_wait(struct gw_site *s, int64_t seconds)
+{
+	/* an average that follows change within ~10 jobs; a jump up counts
+	 * at once (a token must not be judged by yesterday's quiet queue) */
+	if (!s->queue_waits++ || (double)seconds > s->queue_wait_s)
+		s->queue_wait_s = (double)seconds;
+	else
+		s->queue_wait_s = 0.9 * s->queue_wait_s + 0.1 * (double)seconds;
+}
+
+int64_t gw_site_queue_estimate(const struct gw_site *s)
+{
+	int64_t seen = (int64_t)(s->queue_wait_s + 0.5);
+
+	return seen > (int64_t)s->cfg->queue_estimate_s
+		   ? seen
+		   : (int64_t)s->cfg->queue_estimate_s;
+}

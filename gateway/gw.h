@@ -45,6 +45,9 @@ struct gw_site {
 	uint64_t upstream_calls; /* every call made to the site */
 	/* jobs whose submit may be at the site without its id known here */
 	unsigned awaiting_id;
+	/* queue wait of the site's recent jobs (submit to start), seconds */
+	double queue_wait_s;
+	uint64_t queue_waits; /* jobs seen start */
 	uint64_t polls;
 	int64_t last_ok; /* unix seconds, 0: never */
 	char last_error[256];
@@ -76,6 +79,13 @@ struct gw {
 };
 
 struct gw_site *gw_site_find(struct gw *gw, const char *name);
+/* A job of the site started after waiting `seconds` in its queue. */
+void gw_site_queue_wait(struct gw_site *s, int64_t seconds);
+/*
+ * How long a new job may wait in the site's queue: the configured
+ * queue_estimate, or what its recent jobs waited if that is longer.
+ */
+int64_t gw_site_queue_estimate(const struct gw_site *s);
 
 /*
  * Fault injection for the crash tests: when TIERGATE_CRASH_AT names this

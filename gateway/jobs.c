@@ -1100,6 +1100,12 @@ void job_apply_site(struct gw_job *j, const struct site_job *sj)
 		j->rec.signal = st->exit.signal ? st->exit.signal : STORE_NULL;
 		j->dirty |= STORE_F(EXIT_CODE) | STORE_F(SIGNAL);
 	}
+	if (j->site && sj->start_time > 0 && sj->submit_time > 0 &&
+	    sj->start_time >= sj->submit_time &&
+	    (j->rec.state == STORE_JOB_PENDING ||
+	     j->rec.state == STORE_JOB_SUBMITTING) &&
+	    s != STORE_JOB_PENDING && s != STORE_JOB_CANCELLED)
+		gw_site_queue_wait(j->site, sj->start_time - sj->submit_time);
 	if (s != STORE_JOB_ACCEPTED && s != STORE_JOB_SUBMITTING)
 		set_state(j, s);
 	/*

@@ -152,6 +152,31 @@ static void test_local_results_do_not_count(void **state)
 	assert_int_equal(f->s.breaker, BREAKER_OPEN);
 }
 
+/*
+ * jwt-user's queue estimate: the configured one until the site's jobs
+ * wait longer; a longer wait counts at once, shorter ones fade it.
+ */
+static void test_queue_estimate(void **state)
+{
+	struct fixture *f = *state;
+	int i;
+
+	f->cfg.queue_estimate_s = 600;
+	assert_int_equal(gw_site_queue_estimate(&f->s), 600);
+	gw_site_queue_wait(&f->s, 30);
+	assert_int_equal(gw_site_queue_estimate(&f->s), 600);
+	gw_site_queue_wait(&f->s, 3600); /* a busy queue: at once */
+	assert_int_equal(gw_site_queue_estimate(&f->s), 3600);
+	for (i = 0; i < 10; i++)
+		gw_site_queue_wait(&f->s, 60);
+	assert_true(gw_site_queue_estimate(&f->s) < 3600);
+	assert_true(gw_site_queue_estimate(&f->s) > 600);
+	for (i = 0; i < 50; i++)
+		gw_site_queue_wait(&f->s, 60);
+	assert_int_equal(gw_site_queue_estimate(&f->s), 600);
+	assert_int_equal(f->s.queue_waits, 62);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -160,6 +185,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_garbage_counts_as_failure, setup),
 	    cmocka_unit_test_setup(test_answers_close_it, setup),
 	    cmocka_unit_test_setup(test_local_results_do_not_count, setup),
+	    cmocka_unit_test_setup(test_queue_estimate, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
