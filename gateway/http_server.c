@@ -99,6 +99,8 @@ struct http_stream {
 	struct http_req *req;
 	char *buf;
 	size_t off, len, cap; /* unsent bytes: buf[off, off + len) */
+	http_stream_drain_fn *drain_fn;
+	void *drain_arg;
 	bool closed;
 	bool aborted;
 };
@@ -1882,6 +1884,14 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 		if (!s->len)
 			s->off = 0;
 		req->resp_bytes += n;
+		if (!s->len) {
+			/* an idle stream holds no buffer (followers wait) */
+			free(s->buf);
+			s->buf = NULL;
+			s->off = s->cap = 0;
+		}
+		if (s->drain_fn)
+			s->drain_fn(s, s->drain_arg);
 		return (ssize_t)n;
 	}
 	if (s->closed)
@@ -1967,6 +1977,13 @@ int http_stream_write(struct http_stream *s, const void *data, size_t len)
 	s->len += len;
 	mhd_resume(req);
 	return 0;
+}
+
+void http_stream_on_drain(struct http_stream *s, http_stream_drain_fn *fn,
+			  void *arg)
+{
+	s->drain_fn = fn;
+	s->drain_arg = arg;
 }
 
 size_t http_stream_buffered(const struct http_stream *s)

@@ -365,6 +365,16 @@ struct http_req *http_stream_req(struct http_stream *s);
 int http_stream_write(struct http_stream *s, const void *data, size_t len);
 /* Bytes queued and not yet handed to the socket. */
 size_t http_stream_buffered(const struct http_stream *s);
+/*
+ * Call fn(s, arg) each time libmicrohttpd took queued bytes for the
+ * socket (http_stream_buffered tells how many are left): a writer that
+ * paused above its own high-water mark resumes here instead of polling.
+ * From inside MHD_run: fn may wake a task, not write or end the stream.
+ * NULL fn: none.  The buffer of a stream with nothing queued is freed.
+ */
+typedef void http_stream_drain_fn(struct http_stream *s, void *arg);
+void http_stream_on_drain(struct http_stream *s, http_stream_drain_fn *fn,
+			  void *arg);
 /* End the stream cleanly once everything queued is sent.  Idempotent. */
 void http_stream_close(struct http_stream *s);
 /*
