@@ -57,10 +57,11 @@
 #define ACCEPT_PAUSE_MS 100    /* after EMFILE/ENFILE */
 #define LINGER_MAX 64	       /* rejected sockets closed gently at once */
 #define LINGER_MS 1000	       /* how long one may linger */
-#define POOL_EXTRA (32 * 1024) /* MHD memory pool = max_header + this */
+#define POOL_EXTRA (8 * 1024u) /* MHD memory pool = max_header + this */
 #define MHD_LIMIT_MARGIN 16    /* MHD's own connection limit, over ours */
-#define STREAM_BLOCK 16384
-#define LOG_PATH_MAX 200 /* path chars in a log line */
+#define STREAM_BLOCK 1024    /* MHD callocs it per stream (HTTP/1.0 clients) */
+#define STREAM_MAX_PULL 8192 /* bytes handed to MHD per call */
+#define LOG_PATH_MAX 200     /* path chars in a log line */
 #define MHD_LOG_PER_SEC 20
 #define ABUSE_LOG_PER_SEC                                                      \
 	10 /* 429/408/413 lines: an attack must not                            \
@@ -1877,6 +1878,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	    req->srv->stopping)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
 	if (s->len) {
+		/* MHD offers all its free pool: touch at most this much */
+		if (max > STREAM_MAX_PULL)
+			max = STREAM_MAX_PULL;
 		n = s->len < max ? s->len : max;
 		memcpy(buf, s->buf + s->off, n);
 		s->off += n;

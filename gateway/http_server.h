@@ -21,10 +21,12 @@
  *   trickling one byte per timeout-1 s included).  A connection idle
  *   between requests is closed silently.
  * - max_header (at most 128 KiB): request line + headers over it get a
- *   JSON 431.  The MHD memory pool per connection is max_header + 32 KiB:
+ *   JSON 431.  The MHD memory pool per connection is max_header + 8 KiB:
  *   beyond about that much, libmicrohttpd itself answers 431 (or 414 for
  *   a request line alone that long) with its own small HTML body, and
- *   closes.
+ *   closes.  (The pool is most of what an idle SSE follower costs:
+ *   libmicrohttpd 0.9.75 zeroes half of it when the request has been
+ *   read; docs/performance.md.)
  * - max_body: a Content-Length over it gets a JSON 413 at once, before any
  *   of the body is read (no "100 Continue" is sent); a chunked body that
  *   grows over it gets a JSON 413 written on the socket and the
