@@ -57,10 +57,11 @@
 #define ACCEPT_PAUSE_MS 100    /* after EMFILE/ENFILE */
 #define LINGER_MAX 64	       /* rejected sockets closed gently at once */
 #define LINGER_MS 1000	       /* how long one may linger */
-#define POOL_EXTRA (32 * 1024) /* MHD memory pool = max_header + this */
+#define POOL_EXTRA (8 * 1024u) /* MHD memory pool = max_header + this */
 #define MHD_LIMIT_MARGIN 16    /* MHD's own connection limit, over ours */
-#define STREAM_BLOCK 16384
-#define LOG_PATH_MAX 200 /* path chars in a log line */
+#define STREAM_BLOCK 1024    /* MHD callocs it per stream (HTTP/1.0 clients) */
+#define STREAM_MAX_PULL 8192 /* bytes handed to MHD per call */
+#define LOG_PATH_MAX 200     /* path chars in a log line */
 #define MHD_LOG_PER_SEC 20
 #define ABUSE_LOG_PER_SEC                                                      \
 	10 /* 429/408/413 lines: an attack must not                            \
@@ -99,6 +100,8 @@ struct http_stream {
 	struct http_req *req;
 	char *buf;
 	size_t off, len, cap; /* unsent bytes: buf[off, off + len) */
+	http_stream_drain_fn *drain_fn;
+	void *drain_arg;
 	bool closed;
 	bool aborted;
 };
@@ -1875,6 +1878,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	    req->srv->stopping)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
 	if (s->len) {
+		/* MHD offers all its free pool: touch at most this much */
+		if (max > STREAM_MAX_PULL)
+			max = STREAM_MAX_PULL;
 		n = s->len < max ? s->len : max;
 		memcpy(buf, s->buf + s->off, n);
 		s->off += n;
@@ -1882,6 +1888,14 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 		if (!s->len)
 			s->off = 0;
 		req->resp_bytes += n;
+		if (!s->len) {
+			/* an idle stream holds no buffer (followers wait) */
+			free(s->buf);
+			s->buf = NULL;
+			s->off = s->cap = 0;
+		}
+		if (s->drain_fn)
+			s->drain_fn(s, s->drain_arg);
 		return (ssize_t)n;
 	}
 	if (s->closed)
@@ -1967,6 +1981,13 @@ int http_stream_write(struct http_stream *s, const void *data, size_t len)
 	s->len += len;
 	mhd_resume(req);
 	return 0;
+}
+
+void http_stream_on_drain(struct http_stream *s, http_stream_drain_fn *fn,
+			  void *arg)
+{
+	s->drain_fn = fn;
+	s->drain_arg = arg;
 }
 
 size_t http_stream_buffered(const struct http_stream *s)

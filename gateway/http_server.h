@@ -21,10 +21,12 @@
  *   trickling one byte per timeout-1 s included).  A connection idle
  *   between requests is closed silently.
  * - max_header (at most 128 KiB): request line + headers over it get a
- *   JSON 431.  The MHD memory pool per connection is max_header + 32 KiB:
+ *   JSON 431.  The MHD memory pool per connection is max_header + 8 KiB:
  *   beyond about that much, libmicrohttpd itself answers 431 (or 414 for
  *   a request line alone that long) with its own small HTML body, and
- *   closes.
+ *   closes.  (The pool is most of what an idle SSE follower costs:
+ *   libmicrohttpd 0.9.75 zeroes half of it when the request has been
+ *   read; docs/performance.md.)
  * - max_body: a Content-Length over it gets a JSON 413 at once, before any
  *   of the body is read (no "100 Continue" is sent); a chunked body that
  *   grows over it gets a JSON 413 written on the socket and the
@@ -365,6 +367,16 @@ struct http_req *http_stream_req(struct http_stream *s);
 int http_stream_write(struct http_stream *s, const void *data, size_t len);
 /* Bytes queued and not yet handed to the socket. */
 size_t http_stream_buffered(const struct http_stream *s);
+/*
+ * Call fn(s, arg) each time libmicrohttpd took queued bytes for the
+ * socket (http_stream_buffered tells how many are left): a writer that
+ * paused above its own high-water mark resumes here instead of polling.
+ * From inside MHD_run: fn may wake a task, not write or end the stream.
+ * NULL fn: none.  The buffer of a stream with nothing queued is freed.
+ */
+typedef void http_stream_drain_fn(struct http_stream *s, void *arg);
+void http_stream_on_drain(struct http_stream *s, http_stream_drain_fn *fn,
+			  void *arg);
 /* End the stream cleanly once everything queued is sent.  Idempotent. */
 void http_stream_close(struct http_stream *s);
 /*
