@@ -163,9 +163,12 @@ static void sites_fini(void)
 {
 	size_t i;
 
-	for (i = 0; i < gw.n_sites; i++)
+	for (i = 0; i < gw.n_sites; i++) {
 		site_free(gw.sites[i].site);
-	free(gw.sites);
+		gw.sites[i].site = NULL;
+	}
+	/* gw.sites itself stays until the loop is gone: its pollers' and
+	 * jobs' tasks read it until then (debug strings at their end) */
 }
 
 static int state_init(void)
@@ -336,6 +339,7 @@ out_loop:
 	/* jobs' tasks live on the loop: their memory goes with it */
 	loop_free(gw.loop);
 	jobs_free(gw.jobs);
+	free(gw.sites);
 out_config:
 	gw_config_unref(gw.cfg);
 	if (rv)
