@@ -57,7 +57,7 @@
 #define ACCEPT_PAUSE_MS 100    /* after EMFILE/ENFILE */
 #define LINGER_MAX 64	       /* rejected sockets closed gently at once */
 #define LINGER_MS 1000	       /* how long one may linger */
-#define POOL_EXTRA (8 * 1024u) /* MHD memory pool = max_header + this */
+#define POOL_EXTRA (4 * 1024u) /* MHD memory pool = max_header + this */
 #define MHD_LIMIT_MARGIN 16    /* MHD's own connection limit, over ours */
 #define STREAM_BLOCK 1024    /* MHD callocs it per stream (HTTP/1.0 clients) */
 #define STREAM_MAX_PULL 8192 /* bytes handed to MHD per call */
