@@ -122,23 +122,6 @@ int creds_remove(struct cred_table *t, const char *site, const char *user)
 	return 0;
 }
 
-const struct gw_cred *creds_longest(const struct cred_table *t,
-				    const char *site, int64_t now)
-{
-	const struct gw_cred *best = NULL;
-	size_t i;
-
-	for (i = 0; t && i < t->n; i++) {
-		const struct gw_cred *c = &t->v[i];
-
-		if (strcmp(c->site, site) || c->expires_at <= now)
-			continue;
-		if (!best || c->expires_at > best->expires_at)
-			best = c;
-	}
-	return best;
-}
-
 size_t creds_count(const struct cred_table *t)
 {
 	return t ? t->n : 0;
@@ -323,9 +306,32 @@ void creds_site_cred(const struct cred_table *t,
 		out->token = c->token;
 }
 
+/* The (turn % valid)-th token of `site` still valid at `now`, or NULL. */
+static const struct gw_cred *nth_valid(const struct cred_table *t,
+				       const char *site, int64_t now,
+				       uint64_t turn)
+{
+	size_t i, n = 0, k;
+
+	for (i = 0; t && i < t->n; i++)
+		n += !strcmp(t->v[i].site, site) && t->v[i].expires_at > now;
+	if (!n)
+		return NULL;
+	k = (size_t)(turn % n);
+	for (i = 0; i < t->n; i++) {
+		const struct gw_cred *c = &t->v[i];
+
+		if (strcmp(c->site, site) || c->expires_at <= now)
+			continue;
+		if (!k--)
+			return c;
+	}
+	return NULL;
+}
+
 bool creds_poll_cred(const struct cred_table *t,
 		     const struct gw_site_config *sc, int64_t now,
-		     struct site_cred *out)
+		     uint64_t turn, struct site_cred *out)
 {
 	const struct gw_cred *c;
 
@@ -338,7 +344,7 @@ bool creds_poll_cred(const struct cred_table *t,
 		out->user = sc->poll_user;
 		return true;
 	case GW_SITE_AUTH_JWT_USER:
-		c = creds_longest(t, sc->name, now);
+		c = nth_valid(t, sc->name, now, turn);
 		if (!c)
 			return false;
 		out->user = c->site_user;

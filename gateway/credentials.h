@@ -57,13 +57,6 @@ int creds_set(struct cred_table *t, const char *site, const char *user,
 	      int64_t registered_at);
 /* 0, or -ENOENT. */
 int creds_remove(struct cred_table *t, const char *site, const char *user);
-/*
- * The registered token of `site` valid longest after `now`, or NULL: the
- * poller lists the site's jobs with it (a jwt-user site gives the gateway
- * no identity of its own; without PrivateData=jobs any user sees all).
- */
-const struct gw_cred *creds_longest(const struct cred_table *t,
-				    const char *site, int64_t now);
 size_t creds_count(const struct cred_table *t);
 
 struct gw_site_config;
@@ -80,12 +73,14 @@ void creds_site_cred(const struct cred_table *t,
 		     const char *site_user, struct site_cred *out);
 /*
  * Who lists a site's jobs for the poller: jwt-key "root" (the SlurmUser
- * of the test sites; minted), munge its poll_user, jwt-user the token
- * valid longest.  false: nobody can yet (no token registered).
+ * of the test sites; minted), munge its poll_user, jwt-user one of the
+ * registered tokens still valid, turn by turn (poll number `turn`), so
+ * that each user's jobs are listed with their own token in their turn.
+ * false: nobody can yet (no valid token registered).
  */
 bool creds_poll_cred(const struct cred_table *t,
 		     const struct gw_site_config *sc, int64_t now,
-		     struct site_cred *out);
+		     uint64_t turn, struct site_cred *out);
 
 /*
  * Read a user's token without verifying it: accepts "SLURM_JWT=<token>"

@@ -34,18 +34,24 @@ struct site_poller {
 	uint64_t n;
 	bool full;
 	bool saw_down; /* the breaker was not closed since the last good poll */
+	/* jwt-user: whose token the list in flight used (see apply) */
+	char listed_as[64];
+	bool as_one_user;
 };
 
 struct missing_ctx {
 	struct gw_site *s;
 	const struct site_result *r;
 	uint64_t started_ms;
+	const char *only_user; /* NULL: every job of the site */
 };
 
 static int mark_missing(struct gw_job *j, void *arg)
 {
 	struct missing_ctx *m = arg;
 
+	if (m->only_user && strcmp(j->site_user, m->only_user))
+		return 0;
 	/* a job whose id came after the listing started is not in it */
 	if (j->site == m->s && !job_final(j) &&
 	    j->rec.slurm_job_id != STORE_NULL &&
@@ -71,7 +77,13 @@ static void apply(struct site_poller *p)
 			job_apply_site(j, sj);
 	}
 	if (p->full && !r->not_modified) {
-		struct missing_ctx m = {p->s, r, p->call.started_ms};
+		/*
+		 * A list made with one user's token (jwt-user) may show only
+		 * that user's jobs (PrivateData=jobs): a job is called missing
+		 * only if it is theirs.  The token used turns over the users.
+		 */
+		struct missing_ctx m = {p->s, r, p->call.started_ms,
+					p->as_one_user ? p->listed_as : NULL};
 
 		jobs_foreach(p->gw->jobs, mark_missing, &m);
 	}
@@ -95,13 +107,15 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 		if (p->s->breaker != BREAKER_CLOSED)
 			p->saw_down = true;
 		if (!gw_site_allows(p->s) ||
-		    !creds_poll_cred(p->gw->creds, p->s->cfg, time(NULL),
+		    !creds_poll_cred(p->gw->creds, p->s->cfg, time(NULL), p->n,
 				     &cred)) {
 			/* jwt-user: no token yet; events still arrive */
 			task_sleep(t, p->s->cfg->poll_interval_s * 1000);
 			return TASK_WAIT;
 		}
 		p->full = p->n++ % FULL_LIST_EVERY == 0;
+		p->as_one_user = p->s->cfg->auth == GW_SITE_AUTH_JWT_USER;
+		snprintf(p->listed_as, sizeof(p->listed_as), "%s", cred.user);
 		site_call_reset(&p->call);
 		p->call.task = t;
 		p->s->upstream_calls++;

@@ -1,7 +1,7 @@
 /*
  * test_credentials.c: users' own site tokens (gateway/credentials.c):
  * what a registered token must look like, and the table the gateway
- * keeps them in (replace, remove, the poller's pick, the call's cred).
+ * keeps them in (replace, remove, the poller's turns, the call's cred).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -161,7 +161,7 @@ static void test_table(void **state)
 	creds_site_cred(t, &user_site, "alice", "asmith", &sc);
 	assert_string_equal(sc.user, "asmith");
 	assert_null(sc.token);
-	assert_false(creds_poll_cred(t, &user_site, NOW, &sc));
+	assert_false(creds_poll_cred(t, &user_site, NOW, 0, &sc));
 
 	assert_int_equal(
 	    creds_set(t, "alpha", "alice", "asmith", "tok-a1", NOW + 100, NOW),
@@ -183,22 +183,31 @@ static void test_table(void **state)
 	/* jwt-key and munge sites never send a user's token */
 	creds_site_cred(t, &key_site, "alice", "alice", &sc);
 	assert_null(sc.token);
-	assert_true(creds_poll_cred(t, &key_site, NOW, &sc));
+	assert_true(creds_poll_cred(t, &key_site, NOW, 0, &sc));
 	assert_string_equal(sc.user, "root");
-	assert_true(creds_poll_cred(t, &munge_site, NOW, &sc));
+	assert_true(creds_poll_cred(t, &munge_site, NOW, 0, &sc));
 	assert_string_equal(sc.user, "slurm");
 	assert_null(sc.token);
 
-	/* the poller lists with the token valid longest, as its user */
-	assert_true(creds_poll_cred(t, &user_site, NOW, &sc));
+	/* the poller lists with each user's token in turn, as that user */
+	assert_true(creds_poll_cred(t, &user_site, NOW, 0, &sc));
+	assert_string_equal(sc.user, "asmith");
+	assert_string_equal(sc.token, "tok-a2");
+	assert_true(creds_poll_cred(t, &user_site, NOW, 1, &sc));
 	assert_string_equal(sc.user, "bjones");
 	assert_string_equal(sc.token, "tok-b");
+	assert_true(creds_poll_cred(t, &user_site, NOW, 2, &sc));
+	assert_string_equal(sc.user, "asmith");
 	/* an expired one is never picked */
-	assert_true(creds_poll_cred(t, &user_site, NOW + 901, &sc) == false);
+	assert_true(creds_poll_cred(t, &user_site, NOW + 600, 0, &sc));
+	assert_string_equal(sc.user, "bjones");
+	assert_true(creds_poll_cred(t, &user_site, NOW + 600, 1, &sc));
+	assert_string_equal(sc.user, "bjones");
+	assert_false(creds_poll_cred(t, &user_site, NOW + 901, 0, &sc));
 
 	assert_int_equal(creds_remove(t, "alpha", "bob"), 0);
 	assert_int_equal(creds_remove(t, "alpha", "bob"), -ENOENT);
-	assert_true(creds_poll_cred(t, &user_site, NOW, &sc));
+	assert_true(creds_poll_cred(t, &user_site, NOW, 1, &sc));
 	assert_string_equal(sc.user, "asmith");
 	assert_int_equal(creds_set(t, "alpha", NULL, "x", "y", 1, 1), -EINVAL);
 	creds_free(t);
