@@ -340,7 +340,13 @@ void api_jobs_list(struct http_req *req, void *arg)
 		}
 	}
 	c.out = json_array();
-	jobs_foreach(gw->jobs, list_one, &c);
+	/* a user sees only their own: walk those, not every job */
+	if (!c.user && !c.id->admin)
+		c.user = c.id->user;
+	if (c.user)
+		jobs_foreach_user(gw->jobs, c.user, list_one, &c);
+	else
+		jobs_foreach(gw->jobs, list_one, &c);
 	o = json_object();
 	json_object_set_new(o, "jobs", c.out);
 	http_reply_json(req, 200, o);

@@ -21,6 +21,15 @@
 static const char *const job_task_state_names[] = {
 	JOB_TASK_STATES(TASK_STATE_NAME)};
 
+#define USER_BUCKETS 1024
+
+/* A user's jobs, newest first (gw_job.user_older): lists by user. */
+struct user_jobs {
+	struct user_jobs *next; /* in the bucket */
+	struct gw_job *newest;
+	char user[];
+};
+
 struct jobs {
 	struct gw *gw;
 	struct gw_job **by_id;
@@ -29,6 +38,7 @@ struct jobs {
 	size_t n_jobs;
 	struct gw_job *newest, *oldest;
 	size_t per_state[STORE_JOB_STATE_COUNT_];
+	struct user_jobs *by_user[USER_BUCKETS];
 };
 
 /* ---- index ------------------------------------------------------- */
@@ -93,11 +103,45 @@ static int grow(struct jobs *js)
 	return 0;
 }
 
+static struct user_jobs *user_jobs_find(const struct jobs *js,
+					 const char *user)
+{
+	struct user_jobs *u;
+
+	for (u = js->by_user[hash_str(user, 1469598103934665603ull) %
+			     USER_BUCKETS];
+	     u; u = u->next)
+		if (!strcmp(u->user, user))
+			return u;
+	return NULL;
+}
+
+static int index_user(struct jobs *js, struct gw_job *j)
+{
+	struct user_jobs *u = user_jobs_find(js, j->rec.user);
+	size_t b;
+
+	if (!u) {
+		u = calloc(1, sizeof(*u) + strlen(j->rec.user) + 1);
+		if (!u)
+			return -ENOMEM;
+		strcpy(u->user, j->rec.user);
+		b = hash_str(j->rec.user, 1469598103934665603ull) % USER_BUCKETS;
+		u->next = js->by_user[b];
+		js->by_user[b] = u;
+	}
+	j->user_older = u->newest;
+	u->newest = j;
+	return 0;
+}
+
 static int index_add(struct jobs *js, struct gw_job *j)
 {
 	size_t b;
 
 	if (js->n_jobs + 1 > js->n_buckets && grow(js))
+		return -ENOMEM;
+	if (index_user(js, j))
 		return -ENOMEM;
 	b = id_bucket(js, j->rec.id);
 	j->id_next = js->by_id[b];
@@ -143,6 +187,17 @@ void jobs_foreach(struct jobs *js, int (*fn)(struct gw_job *j, void *arg),
 	struct gw_job *j;
 
 	for (j = js->newest; j; j = j->older)
+		if (fn(j, arg))
+			break;
+}
+
+void jobs_foreach_user(struct jobs *js, const char *user,
+		       int (*fn)(struct gw_job *j, void *arg), void *arg)
+{
+	struct user_jobs *u = user_jobs_find(js, user);
+	struct gw_job *j;
+
+	for (j = u ? u->newest : NULL; j; j = j->user_older)
 		if (fn(j, arg))
 			break;
 }
@@ -1008,6 +1063,7 @@ int jobs_new(struct gw *gw, struct jobs **out)
 void jobs_free(struct jobs *js)
 {
 	struct gw_job *j, *older;
+	size_t i;
 
 	if (!js)
 		return;
@@ -1018,6 +1074,14 @@ void jobs_free(struct jobs *js)
 		site_result_clear(&j->call.result);
 		store_job_clear(&j->rec);
 		free(j);
+	}
+	for (i = 0; i < USER_BUCKETS; i++) {
+		while (js->by_user[i]) {
+			struct user_jobs *u = js->by_user[i];
+
+			js->by_user[i] = u->next;
+			free(u);
+		}
 	}
 	free(js->by_id);
 	free(js->by_slurm);

@@ -65,6 +65,7 @@ struct gw_job {
 	/* index */
 	struct gw_job *id_next, *slurm_next;
 	struct gw_job *older, *newer;
+	struct gw_job *user_older; /* the same user's next older job */
 	bool in_slurm_index;
 };
 
@@ -94,6 +95,9 @@ struct gw_job *jobs_find_slurm(struct jobs *js, const char *site,
 /* Newest first; fn returns non-zero to stop. */
 void jobs_foreach(struct jobs *js, int (*fn)(struct gw_job *j, void *arg),
 		  void *arg);
+/* The jobs of one gateway user, newest first: O(theirs), not O(all). */
+void jobs_foreach_user(struct jobs *js, const char *user,
+		       int (*fn)(struct gw_job *j, void *arg), void *arg);
 size_t jobs_count(const struct jobs *js, enum store_job_state state);
 
 /*

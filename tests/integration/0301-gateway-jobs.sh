@@ -51,6 +51,8 @@ for s in "${SITES[@]}"; do
 	assert_contains "$out" "not_found" "$s: bob's status of alice's job"
 	if out=$(tg bob cancel "$id" 2>&1); then fail "$s: bob cancelled alice's job: $out"; fi
 	assert_not_contains "$(tg bob ls)" "$id" "$s: bob's job list"
+	assert_contains "$(tg alice ls)" "$id" "$s: alice's job list"
+	assert_contains "$(tg alice ls --state failed --site "$s")" "$id" "$s: alice's failed jobs at $s"
 	assert_contains "$(tg admin ls)" "$id" "$s: the admin's job list"
 
 	# bob may not buy premium; the answer says so and nothing is created
