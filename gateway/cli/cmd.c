@@ -1286,9 +1286,10 @@ static void join_strings(const json_t *a, char *buf, size_t len)
 
 int tg_print_sites(FILE *out, const json_t *answer, const struct tg_fmt *f)
 {
-	static const char *const hdr[] = {"NAME",  "STATE",   "BREAKER",
-					  "TIERS", "LAST_OK", "LAST_ERROR"};
-	struct table t = {.ncols = 6};
+	static const char *const hdr[] = {"NAME",	"AUTH",	   "STATE",
+					  "BREAKER", "TIERS",	   "LAST_OK",
+					  "LAST_ERROR"};
+	struct table t = {.ncols = 7};
 	const json_t *sites = answer_array(answer, "sites"), *s;
 	size_t i;
 	int rv;
@@ -1302,17 +1303,30 @@ int tg_print_sites(FILE *out, const json_t *answer, const struct tg_fmt *f)
 	rv = table_add(&t, hdr);
 	json_array_foreach(sites, i, s)
 	{
-		char tiers[256], ok[64];
+		char tiers[256], ok[64], auth[96], exp[64];
 		const json_t *le = json_object_get(s, "last_error");
-		const char *row[6];
+		const char *row[7];
 
 		join_strings(json_object_get(s, "tiers"), tiers, sizeof(tiers));
+		/* jwt-user: and until when your own token is good */
+		if (json_object_get(s, "credential_expires_at"))
+			snprintf(auth, sizeof(auth), "%s(yours:%s)",
+				 str_or(s, "auth", "-"),
+				 json_is_integer(json_object_get(
+				     s, "credential_expires_at"))
+				     ? fmt_time(s, "credential_expires_at", f,
+						exp, sizeof(exp))
+				     : "none");
+		else
+			snprintf(auth, sizeof(auth), "%s",
+				 str_or(s, "auth", "-"));
 		row[0] = str_or(s, "name", "-");
-		row[1] = str_or(s, "state", "-");
-		row[2] = str_or(s, "breaker", "-");
-		row[3] = tiers;
-		row[4] = fmt_time(s, "last_ok", f, ok, sizeof(ok));
-		row[5] = json_is_string(le)   ? json_string_value(le)
+		row[1] = auth;
+		row[2] = str_or(s, "state", "-");
+		row[3] = str_or(s, "breaker", "-");
+		row[4] = tiers;
+		row[5] = fmt_time(s, "last_ok", f, ok, sizeof(ok));
+		row[6] = json_is_string(le)   ? json_string_value(le)
 			 : json_is_object(le) ? str_or(le, "message", "-")
 					      : "-";
 		if (!rv)

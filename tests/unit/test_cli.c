@@ -582,9 +582,11 @@ static void test_print_tables(void **state)
 	free(buf);
 	json_decref(j);
 
-	j = J("{\"sites\":[{\"name\":\"alpha\",\"state\":\"up\",\"breaker\":"
+	j = J("{\"sites\":[{\"name\":\"alpha\",\"auth\":\"jwt-key\","
+	      "\"state\":\"up\",\"breaker\":"
 	      "\"closed\",\"tiers\":[\"basic\",\"premium\"],\"last_ok\":"
-	      "1795628290,\"last_error\":null},{\"name\":\"beta\",\"state\":"
+	      "1795628290,\"last_error\":null},{\"name\":\"beta\",\"auth\":"
+	      "\"jwt-user\",\"credential_expires_at\":null,\"state\":"
 	      "\"down\",\"breaker\":\"open\",\"tiers\":[],\"last_ok\":null,"
 	      "\"last_error\":\"connect: refused\"}]}");
 	MEM_OUT(out, buf, len);
@@ -592,11 +594,12 @@ static void test_print_tables(void **state)
 	fclose(out);
 	assert_string_equal(
 	    buf,
-	    "NAME   STATE  BREAKER  TIERS          LAST_OK              "
-	    "LAST_ERROR\n"
-	    "alpha  up     closed   basic,premium  2026-11-25 17:38:10  -\n"
-	    "beta   down   open     -              -                    "
-	    "connect: refused\n");
+	    "NAME   AUTH                  STATE  BREAKER  TIERS          "
+	    "LAST_OK              LAST_ERROR\n"
+	    "alpha  jwt-key               up     closed   basic,premium  "
+	    "2026-11-25 17:38:10  -\n"
+	    "beta   jwt-user(yours:none)  down   open     -              -  "
+	    "                  connect: refused\n");
 	free(buf);
 	json_decref(j);
 
