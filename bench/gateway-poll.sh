@@ -13,6 +13,7 @@
 #                          (default 10000 jobs, 5 intervals, 1000 clients, 2 rounds)
 #   BENCH_POLL_INTERVAL=2       the site's poll_interval (s) in tiergated.conf
 #   BENCH_CLIENT_PAUSE=0        s each client waits between its GETs (0: closed loop)
+#   BENCH_SUBMIT_BATCH=500      jobs submitted before waiting for the gateway to pass them on
 #   BENCH_CLUSTER_DIR=/tmp/tiergate-bench-cluster BENCH_PORT_BASE=14817
 #   BENCH_GATEWAY_PORT=8580 BENCH_SITE=alpha
 #   BENCH_TIERGATED=build/gateway/tiergated          the daemon measured
@@ -24,8 +25,11 @@
 # and TIERGATE_POLL_INTERVAL.  It sets the site's partition DOWN (`scontrol
 # update partitionname=debug state=down`): jobs are accepted and stay
 # PENDING (reason PartitionDown), alive in slurmctld and non-final for the
-# gateway.  It submits JOBS jobs through the gateway (8 clients, alice) and
-# waits until /metrics shows JOBS pending.
+# gateway.  It submits JOBS jobs through the gateway (8 clients, alice) in
+# batches of BENCH_SUBMIT_BATCH, each once the gateway has passed the last
+# one to the site (unpaced, the site collapses: see docs/performance.md),
+# stops if the site's breaker opens, and waits until /metrics shows JOBS
+# pending.
 #
 # Then, per round, three phases (order reversed every other round): no
 # client (the baseline), 1 client, CLIENTS clients.  The clients are one
@@ -93,7 +97,7 @@ trap finish EXIT
 scontrol update partitionname=debug state=down
 
 SITE=$SITE JOBS=$JOBS INTERVALS=$INTERVALS CLIENTS=$CLIENTS ROUNDS=$ROUNDS POLL_INTERVAL=$PI \
-	OUT=$OUT GW_URL=$TIERGATE_URL TOKEN=$TIERGATE_TOKEN_ALICE PAUSE=${BENCH_CLIENT_PAUSE:-0} \
+	BATCH=${BENCH_SUBMIT_BATCH:-500} OUT=$OUT GW_URL=$TIERGATE_URL TOKEN=$TIERGATE_TOKEN_ALICE PAUSE=${BENCH_CLIENT_PAUSE:-0} \
 	GW_PID=$(cat "$GW_DIR/tiergated.pid") SITE_DIR=$TIERGATE_CLUSTER_DIR/$SITE \
 	python3 bench/poll-client.py
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -124,25 +124,36 @@ def pidfile(p):
 
 PIDS = {"tiergated": int(E["GW_PID"]),
         "slurmrestd": pidfile(f"{E['SITE_DIR']}/run/slurmrestd.pid.own"),
-        "slurmctld": pidfile(f"{E['SITE_DIR']}/run/slurmctld.pid")}
+        "slurmctld": pidfile(f"{E['SITE_DIR']}/run/slurmctld.pid.own")}
 CALLS = f'tiergate_site_upstream_calls_total{{site="{SITE}"}}'
 POLLS = f'tiergate_site_polls_total{{site="{SITE}"}}'
 LIVE = ("accepted", "submitting", "pending", "running", "completing")
 
 
+def breaker_closed(m):
+    return m.get(f'tiergate_site_breaker{{site="{SITE}",state="closed"}}') == 1
+
+
 def submit_jobs():
-    """JOBS jobs through the gateway (8 keep-alive clients); their partition is DOWN."""
+    """JOBS jobs through the gateway (8 keep-alive clients) in batches of
+    BATCH: the next batch only once the gateway has submitted the last one
+    to the site.  Unpaced, 10 000 submits queue behind the poller's growing
+    lists on the site's 4 connections, time out (the queue wait counts),
+    and every timed-out job looks for its tag with a full GET /jobs: the
+    site melts (see docs/performance.md).  Their partition is DOWN."""
     body = json.dumps({"site": SITE, "tier": "basic", "script": "#!/bin/bash\ntrue\n",
                        "name": "bench-poll",
                        "resources": {"ntasks": 1, "cpus_per_task": 1, "time_limit_min": 1}})
     hdr = {"Content-Type": "application/json", "Authorization": f"Bearer {E['TOKEN']}"}
     lock, nxt, ids, errors = threading.Lock(), [0], [], []
+    batch = int(E.get("BATCH", "500"))
+    sub0 = metrics().get("tiergate_jobs_submitted_total", 0)
 
-    def worker():
+    def worker(upto):
         c = conn()
         while True:
             with lock:
-                if nxt[0] >= JOBS or len(errors) > 10:
+                if nxt[0] >= upto or len(errors) > 10:
                     break
                 nxt[0] += 1
             c.request("POST", "/v1/jobs", body, hdr)
@@ -154,22 +165,34 @@ def submit_jobs():
         c.close()
 
     t = time.time()
-    th = [threading.Thread(target=worker) for _ in range(8)]
-    for x in th:
-        x.start()
-    for x in th:
-        x.join()
-    if errors:
-        sys.exit(f"submit: {errors[:3]}")
+    while nxt[0] < JOBS:
+        upto = min(JOBS, nxt[0] + batch)
+        th = [threading.Thread(target=worker, args=(upto,)) for _ in range(8)]
+        for x in th:
+            x.start()
+        for x in th:
+            x.join()
+        if errors:
+            sys.exit(f"submit: {errors[:3]}")
+        while True:
+            m = metrics()
+            if not breaker_closed(m):
+                sys.exit(f"the gateway's breaker for {SITE} opened while submitting; stopped (see its log)")
+            if m.get("tiergate_jobs_submitted_total", 0) >= sub0 + upto:
+                break
+            if time.time() - t > 900:
+                sys.exit("the gateway did not submit the jobs within 900 s")
+            time.sleep(0.2)
     open(f"{OUT}/ids", "w").write("".join(i + "\n" for i in ids))
-    print(f"submitted {len(ids)} jobs through the gateway in {time.time() - t:.1f} s", flush=True)
+    print(f"submitted {len(ids)} jobs through the gateway in {time.time() - t:.1f} s "
+          f"(batches of {batch})", flush=True)
     while True:
         m = metrics()
         live = {s: int(m.get(f'tiergate_jobs{{state="{s}"}}', 0)) for s in LIVE}
         if live["pending"] >= JOBS:
             break
-        if time.time() - t > 900:
-            sys.exit(f"the gateway does not show {JOBS} pending jobs after 900 s: {live}")
+        if not breaker_closed(m) or time.time() - t > 900:
+            sys.exit(f"the gateway does not show {JOBS} pending jobs: {live}")
         time.sleep(1)
     n = subprocess.run(["squeue", "-h", "-t", "PENDING", "-o", "%i"], capture_output=True, text=True,
                        env=SENV, check=True).stdout.split()

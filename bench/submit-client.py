@@ -146,7 +146,7 @@ def pidfile(p):
 
 PIDS = {"tiergated": int(E["GW_PID"]),
         "slurmrestd": pidfile(f"{E['SITE_DIR']}/run/slurmrestd.pid.own"),
-        "slurmctld": pidfile(f"{E['SITE_DIR']}/run/slurmctld.pid")}
+        "slurmctld": pidfile(f"{E['SITE_DIR']}/run/slurmctld.pid.own")}
 
 
 def squeue(*args):
