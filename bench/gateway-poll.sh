@@ -10,7 +10,7 @@
 # printed too).
 #
 #   bench/gateway-poll.sh [JOBS] [INTERVALS] [CLIENTS] [ROUNDS]
-#                          (default 10000 jobs, 5 intervals, 1000 clients, 2 rounds)
+#                          (default 10000 jobs, 10 intervals, 1000 clients, 2 rounds)
 #   BENCH_POLL_INTERVAL=2       the site's poll_interval (s) in tiergated.conf
 #   BENCH_CLIENT_PAUSE=0        s each client waits between its GETs (0: closed loop)
 #   BENCH_SUBMIT_BATCH=500      jobs submitted before waiting for the gateway to pass them on
@@ -29,7 +29,8 @@
 # batches of BENCH_SUBMIT_BATCH, each once the gateway has passed the last
 # one to the site (unpaced, the site collapses: see docs/performance.md),
 # stops if the site's breaker opens, and waits until /metrics shows JOBS
-# pending.
+# pending, then 12 poll intervals more (the set-up's tail: one full cycle
+# of the poller, which asks for the full list every 10th poll).
 #
 # Then, per round, three phases (order reversed every other round): no
 # client (the baseline), 1 client, CLIENTS clients.  The clients are one
@@ -43,7 +44,8 @@
 # poll_interval).  The poller sleeps poll_interval after each list returns,
 # so its period is the interval plus the list's own time ("one poll every
 # ... s"); a value under 1 with the three counts equal is that, not a lost
-# poll.
+# poll.  The poller asks for the full list every 10th poll (the others
+# with update_time=): a window of 10 intervals holds one.
 #
 # At the end the jobs are cancelled (`scancel -u alice -p debug`) and the
 # partition set UP again; the cluster is left up (stop it with
@@ -52,7 +54,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${1:-10000}
-INTERVALS=${2:-5}
+INTERVALS=${2:-10}
 CLIENTS=${3:-1000}
 ROUNDS=${4:-2}
 SITE=${BENCH_SITE:-alpha}

@@ -244,6 +244,10 @@ def phase(c, rnd):
 
 
 submit_jobs()
+# the set-up's tail (lists of the jobs that just changed, a full list) is
+# not the steady state: let one full cycle of the poller pass (a full list
+# every 10th poll)
+time.sleep(12 * PI)
 rows = []
 levels = [0, 1, CLIENTS]
 for r in range(1, ROUNDS + 1):

@@ -179,9 +179,18 @@ def drain():
     sys.exit("the site's queue did not empty within BENCH_DRAIN_TIMEOUT")
 
 
+MAX_JOBS = int(re.search(r"^MaxJobCount\s*=\s*(\d+)", subprocess.run(
+    ["scontrol", "show", "config"], capture_output=True, text=True, check=True,
+    env={**E, "SLURM_CONF": E["SLURM_CONF"]}).stdout, re.M)[1])
+
+
 def run(variant, rnd):
     tag = f"{os.getpid()}-{rnd}"
     drained = drain()
+    held = len(squeue("-t", "all", "-o", "%i").split())
+    if held + N > MAX_JOBS:
+        sys.exit(f"slurmctld holds {held} jobs (finished ones for MinJobAge) and MaxJobCount is {MAX_JOBS}: "
+                 f"no room for {N} more; wait a few minutes or use a smaller N")
     time.sleep(1)
     sub0 = metric("tiergate_jobs_submitted_total")
     up0 = metric("tiergate_site_upstream_calls_total", f'{{site="{SITE}"}}')
