@@ -25,7 +25,8 @@
 # and the bench does not wait for N jobs to run (this site runs ~5 jobs/s).
 # BENCH_SUBMIT_JOBS=run lets them run (and waits for them between variants).
 # Mind MaxJobCount (10 000 by default): finished jobs stay in slurmctld for
-# MinJobAge (300 s), so keep 2 x ROUNDS x N well below it.
+# MinJobAge (300 s): before each variant the bench waits (up to 400 s) until
+# slurmctld has room for N more.
 #
 #   direct   POST $SITE_REST_URL/slurm/v0.0.38/job/submit: the answer
 #            carries the Slurm job id, so "accepted" and "has a Slurm id"
@@ -96,7 +97,8 @@ if [ "$MODE" = pend ]; then
 	scontrol update partitionname=debug state=down
 fi
 
-MODE=$MODE SITE=$SITE N=$N CONC=$CONC ROUNDS=$ROUNDS OUT=$OUT GW_URL=$TIERGATE_URL TOKEN=$TIERGATE_TOKEN_ALICE \
+export SITE
+MODE=$MODE N=$N CONC=$CONC ROUNDS=$ROUNDS OUT=$OUT GW_URL=$TIERGATE_URL TOKEN=$TIERGATE_TOKEN_ALICE \
 	REST_URL=${!REST_URL} JWT_KEY=${!JWT_KEY} SLURM_CONF=${!CONF} GW_PID=$(cat "$GW_DIR/tiergated.pid") \
 	SITE_DIR=$TIERGATE_CLUSTER_DIR/$SITE DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-180} \
 	python3 bench/submit-client.py
