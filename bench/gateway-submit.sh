@@ -11,6 +11,7 @@
 #   BENCH_TIERGATED=build/gateway/tiergated          the daemon measured
 #   BENCH_DRAIN_TIMEOUT=180                          s to wait for the site's queue to empty
 #   BENCH_SUBMIT_JOBS=pend|run                       (default pend, see below)
+#   BENCH_FREEZE_GATEWAY=1                           SIGSTOP tiergated during direct runs
 #
 # The bench uses its own cluster (`up --sites SITE --with-gateway` under
 # BENCH_CLUSTER_DIR, never the test cluster).  The client is
@@ -33,6 +34,10 @@
 #            are the same instant.  The body is what the gateway sends
 #            (name, comment, cwd, partition, stdout, tasks, cpus, time
 #            limit, PATH and the tier's SPANK variables) minus the ticket.
+#            tiergated is stopped (SIGSTOP, SIGCONT after) meanwhile:
+#            otherwise its poller lists the whole job table every interval
+#            while the submits change it, and loads the baseline's site
+#            (BENCH_FREEZE_GATEWAY=0 leaves it running).
 #   gateway  POST $TIERGATE_URL/v1/jobs (alice's token): 202 once the job
 #            is committed to the store.  The gateway then submits on its
 #            own (site max_connections, default 4, in parallel).
@@ -98,7 +103,7 @@ if [ "$MODE" = pend ]; then
 fi
 
 export SITE
-MODE=$MODE N=$N CONC=$CONC ROUNDS=$ROUNDS OUT=$OUT GW_URL=$TIERGATE_URL TOKEN=$TIERGATE_TOKEN_ALICE \
+FREEZE=${BENCH_FREEZE_GATEWAY:-1} MODE=$MODE N=$N CONC=$CONC ROUNDS=$ROUNDS OUT=$OUT GW_URL=$TIERGATE_URL TOKEN=$TIERGATE_TOKEN_ALICE \
 	REST_URL=${!REST_URL} JWT_KEY=${!JWT_KEY} SLURM_CONF=${!CONF} GW_PID=$(cat "$GW_DIR/tiergated.pid") \
 	SITE_DIR=$TIERGATE_CLUSTER_DIR/$SITE DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-180} \
 	python3 bench/submit-client.py

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -204,7 +205,17 @@ def run(variant, rnd):
     up0 = metric("tiergate_site_upstream_calls_total", f'{{site="{SITE}"}}')
     cpu0 = {k: ticks(p) for k, p in PIDS.items()}
     (b0, st0), r0 = box(), os.times()
-    t0, t_ack, lat, answers = submit_all(variant, tag)
+    # the direct baseline is slurmrestd alone: the gateway frozen, so its
+    # poller's lists (the whole job table while it changes) do not load
+    # the site during it
+    frozen = variant == "direct" and E.get("FREEZE", "1") == "1"
+    if frozen:
+        os.kill(PIDS["tiergated"], signal.SIGSTOP)
+    try:
+        t0, t_ack, lat, answers = submit_all(variant, tag)
+    finally:
+        if frozen:
+            os.kill(PIDS["tiergated"], signal.SIGCONT)
     if variant == "gateway":
         while metric("tiergate_jobs_submitted_total") < sub0 + N:
             if time.perf_counter() - t_ack > 300:
