@@ -907,7 +907,7 @@ static void complete(struct http_request *req, int rc, const char *error)
 	if (rc == 0) {
 		h->ok++;
 		c->ok++;
-	} else if (rc == -ETIMEDOUT) {
+	} else if (rc == -ETIMEDOUT || rc == -EAGAIN) {
 		h->timed_out++;
 		c->timed_out++;
 	} else {
@@ -1053,6 +1053,21 @@ static void drain(struct http_client *c)
 	}
 }
 
+/*
+ * What a transfer must have left of its total timeout to be worth
+ * starting after waiting for a slot: a request sent with a few
+ * milliseconds left times out on the wire, and then nobody knows whether
+ * the other side acted on it.  Below this it fails unsent (-EAGAIN).
+ */
+static uint64_t min_on_wire_ms(const struct http_request *req)
+{
+	uint64_t half = req->timeout_ms / 2;
+
+	return req->connect_timeout_ms && req->connect_timeout_ms < half
+		   ? req->connect_timeout_ms
+		   : half;
+}
+
 /* QUEUED -> ACTIVE.  0, or a negative errno (the caller completes). */
 static int activate(struct http_request *req)
 {
@@ -1061,8 +1076,8 @@ static int activate(struct http_request *req)
 	long left;
 	CURLMcode mc;
 
-	if (waited >= req->timeout_ms)
-		return -ETIMEDOUT;
+	if (waited && waited + min_on_wire_ms(req) > req->timeout_ms)
+		return -EAGAIN;
 	left = (long)(req->timeout_ms - waited);
 	curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS, left);
 	if (left < (long)req->connect_timeout_ms)
@@ -1110,11 +1125,12 @@ static void queue_timeout_cb(struct loop_timer *t, void *arg)
 	if (req->state != HTTP_REQUEST_QUEUED)
 		return;
 	snprintf(err, sizeof(err),
-		 "no connection slot within %" PRIu32 " ms (host limit %u)",
-		 req->timeout_ms, req->host->limit);
+		 "no connection slot within %" PRIu64 " ms (host limit %u): "
+		 "not sent",
+		 loop_clock_ms() - req->started_ms, req->host->limit);
 	queue_unlink(req);
 	easy_release(req);
-	complete(req, -ETIMEDOUT, err);
+	complete(req, -EAGAIN, err);
 }
 
 static void host_kick(struct http_client *c, struct http_host *h)
@@ -1128,9 +1144,9 @@ static void host_kick(struct http_client *c, struct http_host *h)
 		if (rv < 0) {
 			easy_release(req);
 			complete(req, rv,
-				 rv == -ETIMEDOUT ? "timed out waiting for a "
-						    "connection slot"
-						  : "could not start transfer");
+				 rv == -EAGAIN ? "no connection slot in time: "
+						 "not sent"
+					       : "could not start transfer");
 		}
 	}
 }
@@ -1160,7 +1176,8 @@ int http_request_start(struct http_request *req)
 		h->qtail = req;
 		h->queued++;
 		c->n_queued++;
-		loop_timer_start(c->loop, &req->queue_timer, req->timeout_ms,
+		loop_timer_start(c->loop, &req->queue_timer,
+				 req->timeout_ms - min_on_wire_ms(req),
 				 queue_timeout_cb, req);
 	} else {
 		rv = activate(req);

@@ -35,7 +35,8 @@
  * Per-host bound: http_client_set_host_limit() caps the transfers active at
  * once towards one base (scheme://host:port, or the unix socket path); the
  * others wait in FIFO order, and the wait counts against their total
- * timeout.  This is the per-site connection bound: a transfer holds one
+ * timeout: one that could not start with at least min(connect timeout,
+ * half the total) left fails unsent (-EAGAIN).  This is the per-site connection bound: a transfer holds one
  * connection, and idle connections are reused (keep-alive) from curl's
  * cache.  CURLMOPT_MAX_HOST_CONNECTIONS is also set from the options, as a
  * backstop (curl counts all unix sockets as one host, hence our own queue).
@@ -112,7 +113,7 @@ struct http_host_stats {
 	uint64_t started;   /* http_request_start calls */
 	uint64_t ok;	    /* got an HTTP answer (any status) */
 	uint64_t failed;    /* transport errors other than timeouts */
-	uint64_t timed_out; /* -ETIMEDOUT, queued or on the wire */
+	uint64_t timed_out; /* -ETIMEDOUT on the wire, -EAGAIN queued */
 	uint64_t cancelled; /* http_request_cancel/close while in flight */
 	uint64_t connects;  /* new connections (the rest were reused) */
 };
@@ -209,7 +210,9 @@ bool http_request_done(const struct http_request *req); /* state DONE */
 bool http_request_destroyed(const struct http_request *req);
 /*
  * Once DONE: 0 when an HTTP answer came back (whatever its status), else
- * -ETIMEDOUT (total or connect timeout, or queued too long),
+ * -ETIMEDOUT (total or connect timeout, on the wire: it may have been
+ * acted on), -EAGAIN (queued for a host slot until too little of the
+ * total timeout was left to send it: NOT sent),
  * -ECONNREFUSED (or connect's own errno when it says more: -ENOENT for a
  * missing unix socket, -EACCES, -ENETUNREACH), -EHOSTUNREACH (name did not
  * resolve), -ECONNRESET (closed / empty

@@ -366,6 +366,10 @@ void site_slurmrestd_parse(enum site_op op, uint32_t job_id, const char *tag,
 		case -ETIMEDOUT:
 			e = SITE_ERR_TIMEOUT;
 			break;
+		case -EAGAIN: /* queued for a connection until too late */
+			e = SITE_ERR_TIMEOUT;
+			r->outcome_unknown = false; /* nothing was sent */
+			break;
 		case -ECONNREFUSED:
 		case -ENOENT:
 		case -EHOSTUNREACH:

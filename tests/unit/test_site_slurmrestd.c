@@ -327,6 +327,8 @@ static void test_synthetic_answers(void **state)
 	     SITE_ERR_PROTOCOL, false, NULL},
 	    {"timeout", SITE_OP_SUBMIT, -ETIMEDOUT, 0, "", SITE_ERR_TIMEOUT,
 	     true, "slurmrestd: Connection timed out"},
+	    {"no slot in time: not sent", SITE_OP_SUBMIT, -EAGAIN, 0, "",
+	     SITE_ERR_TIMEOUT, false, NULL},
 	    {"refused", SITE_OP_SUBMIT, -ECONNREFUSED, 0, "",
 	     SITE_ERR_UNAVAILABLE, false, NULL},
 	    {"reset", SITE_OP_CANCEL, -ECONNRESET, 0, "", SITE_ERR_UNAVAILABLE,
