@@ -2,6 +2,7 @@
 #include "gw.h"
 
 #include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,4 +124,29 @@ int64_t gw_site_queue_estimate(const struct gw_site *s)
 	return seen > (int64_t)s->cfg->queue_estimate_s
 		   ? seen
 		   : (int64_t)s->cfg->queue_estimate_s;
+}
+
+int gw_site_set_tagged(struct gw_site *s, const struct site_result *r,
+		       uint64_t started_ms)
+{
+	struct site_job *v = NULL;
+	size_t i, n = 0;
+
+	if (started_ms < s->tagged_at_ms)
+		return 0; /* an older list finished later */
+	for (i = 0; i < r->n_jobs; i++)
+		n += r->jobs[i].tag[0] != '\0';
+	if (n) {
+		v = malloc(n * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		for (i = 0, n = 0; i < r->n_jobs; i++)
+			if (r->jobs[i].tag[0])
+				v[n++] = r->jobs[i];
+	}
+	free(s->tagged);
+	s->tagged = v;
+	s->n_tagged = n;
+	s->tagged_at_ms = started_ms;
+	return 0;
 }

@@ -48,6 +48,16 @@ struct gw_site {
 	/* queue wait of the site's recent jobs (submit to start), seconds */
 	double queue_wait_s;
 	uint64_t queue_waits; /* jobs seen start */
+	/*
+	 * Lookups by tag are shared (jobs.c, FINDING): the site's jobs that
+	 * carry a gateway tag, from a list that started at tagged_at_ms (a
+	 * full poll or one job's find-by-tag), and until when one job's
+	 * find-by-tag is in flight for all the others.
+	 */
+	struct site_job *tagged;
+	size_t n_tagged;
+	uint64_t tagged_at_ms;
+	uint64_t finder_until_ms;
 	uint64_t polls;
 	int64_t last_ok; /* unix seconds, 0: never */
 	char last_error[256];
@@ -79,6 +89,13 @@ struct gw {
 };
 
 struct gw_site *gw_site_find(struct gw *gw, const char *name);
+/*
+ * Keep the tagged jobs of a list of every job of the site, made by a call
+ * that started at started_ms (newer than what is kept).  -ENOMEM keeps
+ * the old.
+ */
+int gw_site_set_tagged(struct gw_site *s, const struct site_result *r,
+		       uint64_t started_ms);
 /* A job of the site started after waiting `seconds` in its queue. */
 void gw_site_queue_wait(struct gw_site *s, int64_t seconds);
 /*

@@ -17,6 +17,8 @@
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 #define SUBMIT_ATTEMPTS_MAX 8
+#define FINDER_WAIT_MS 250    /* behind another job's lookup: look again */
+#define FINDER_SLACK_MS 1000 /* a lookup's call may take its timeout + this */
 
 static const char *const job_task_state_names[] = {
 	JOB_TASK_STATES(TASK_STATE_NAME)};
@@ -490,6 +492,30 @@ static int start_submit(struct gw_job *j)
 	return rv;
 }
 
+/*
+ * Lookups by tag are shared on sites whose lists show every job (jwt-key
+ * lists as the SlurmUser, munge as its poll_user): a list of the site's
+ * jobs that started after this job's submit ended answers it (the
+ * poller's full lists and other jobs' lookups keep one fresh), and one
+ * lookup per site is in flight for everyone waiting.  After a site's
+ * trouble left hundreds of submits unresolved, that is one call per
+ * round instead of hundreds of full lists.  A jwt-user site's list is
+ * what one user may see: each job looks with its own token.
+ */
+static bool find_shared(const struct gw_job *j)
+{
+	return j->site->cfg->auth != GW_SITE_AUTH_JWT_USER;
+}
+
+static const struct site_cred *poll_cred(struct gw_job *j,
+					 struct site_cred *c)
+{
+	if (!creds_poll_cred(j->jobs->gw->creds, j->site->cfg, time(NULL), 0,
+			     c))
+		return submit_cred(j, c);
+	return c;
+}
+
 static int start_find(struct gw_job *j)
 {
 	struct site_cred cred;
@@ -497,6 +523,12 @@ static int start_find(struct gw_job *j)
 	site_call_reset(&j->call);
 	j->call.task = &j->task;
 	j->site->upstream_calls++;
+	if (find_shared(j)) {
+		/* every job of the site: this answer serves all lookups */
+		task_wait_on(&j->task, "site list (find by tag)");
+		return site_list(j->site->site, poll_cred(j, &cred), 0,
+				 &j->call);
+	}
 	task_wait_on(&j->task, "site find-by-tag");
 	return site_find_by_tag(j->site->site, submit_cred(j, &cred),
 				j->rec.id, &j->call);
@@ -515,6 +547,18 @@ static int start_cancel(struct gw_job *j)
 }
 
 static enum task_step enter(struct gw_job *j, enum job_task_state s);
+static enum task_step resolve_find(struct gw_job *j,
+				   const struct site_job *jobs, size_t n_jobs);
+
+/* FINDING behind another job's lookup: look again soon, not a failure. */
+static enum task_step wait_for_finder(struct gw_job *j)
+{
+	j->after_backoff = FINDING;
+	task_set_state(&j->task, BACKOFF);
+	task_sleep(&j->task, FINDER_WAIT_MS);
+	task_wait_on(&j->task, "another job's find-by-tag");
+	return TASK_WAIT;
+}
 
 static enum task_step backoff(struct gw_job *j, enum job_task_state then)
 {
@@ -579,6 +623,20 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 	task_set_state(&j->task, s);
 	switch (s) {
 	case FINDING:
+		if (find_shared(j)) {
+			uint64_t now = loop_clock_ms();
+
+			/* a list begun after our submit ended answers it */
+			if (j->site->tagged_at_ms > j->find_after_ms)
+				return resolve_find(j, j->site->tagged,
+						    j->site->n_tagged);
+			/* another job's lookup is on its way: its answer */
+			if (now < j->site->finder_until_ms)
+				return wait_for_finder(j);
+			j->site->finder_until_ms =
+			    now + j->site->cfg->request_timeout_s * 1000ull +
+			    FINDER_SLACK_MS;
+		}
 		rv = start_find(j);
 		break;
 	case SUBMITTING:
@@ -633,16 +691,17 @@ static void record_site_id(struct gw_job *j, uint32_t slurm_id)
  * The job the site holds under our tag, if any: only one of this user
  * (anyone can write a comment); the oldest if several.
  */
-static bool own_tagged_job(const struct gw_job *j,
-			   const struct site_result *r, uint32_t *id)
+static bool own_tagged_job(const struct gw_job *j, const struct site_job *jobs,
+			   size_t n_jobs, uint32_t *id)
 {
 	size_t i, n = 0;
 
-	for (i = 0; r->err == SITE_ERR_OK && i < r->n_jobs; i++) {
-		if (strcmp(r->jobs[i].user, j->site_user))
+	for (i = 0; i < n_jobs; i++) {
+		if (strcmp(jobs[i].tag, j->rec.id) ||
+		    strcmp(jobs[i].user, j->site_user))
 			continue;
-		if (!n++ || r->jobs[i].job_id < *id)
-			*id = r->jobs[i].job_id;
+		if (!n++ || jobs[i].job_id < *id)
+			*id = jobs[i].job_id;
 	}
 	if (n > 1)
 		log_err("job %s: %zu Slurm jobs on %s carry its tag; adopting the oldest, %u",
@@ -650,35 +709,56 @@ static bool own_tagged_job(const struct gw_job *j,
 	return n > 0;
 }
 
+/* FINDING, answered by `jobs` (every tagged job the site holds): adopt
+ * ours, or submit again (or end, if cancelled meanwhile). */
+static enum task_step resolve_find(struct gw_job *j, const struct site_job *jobs,
+				   size_t n_jobs)
+{
+	uint32_t id = 0;
+
+	if (own_tagged_job(j, jobs, n_jobs, &id)) {
+		log_info("job %s: adopted Slurm job %u on %s (found by tag)",
+			 j->rec.id, id, j->rec.site);
+		j->jobs->gw->m.jobs_adopted++;
+		j->attempts = 0;
+		record_site_id(j, id);
+		return TASK_WAIT;
+	}
+	if (j->cancel_pending) {
+		finish(j, STORE_JOB_CANCELLED,
+		       j->rec.ended_by ? NULL
+				       : "gateway:cancelled before submit");
+		return TASK_WAIT;
+	}
+	/* the site has none: the journaled intent stands, submit */
+	j->rec.submit_attempts++;
+	j->dirty |= STORE_F(SUBMIT_ATTEMPTS);
+	return enter(j, SUBMITTING);
+}
+
 static enum task_step after_site_call(struct gw_job *j)
 {
 	struct site_result *r = &j->call.result;
-	uint32_t id = 0;
 	bool transient = site_err_transient(r->err) || r->outcome_unknown;
 
+	/* a lookup must begin after this to see what the submit did */
+	if (j->task.state == SUBMITTING)
+		j->find_after_ms = loop_clock_ms();
 	gw_site_record_result(j->site, r);
 	switch ((enum job_task_state)j->task.state) {
 	case FINDING:
-		if (own_tagged_job(j, r, &id)) {
-			log_info("job %s: adopted Slurm job %u on %s (found by tag)",
-				 j->rec.id, id, j->rec.site);
-			j->jobs->gw->m.jobs_adopted++;
-			j->attempts = 0;
-			record_site_id(j, id);
-			return TASK_WAIT;
+		if (find_shared(j)) {
+			j->site->finder_until_ms = 0; /* the others may go */
+			if (r->err == SITE_ERR_OK &&
+			    gw_site_set_tagged(j->site, r, j->call.started_ms))
+				log_warn("job %s: out of memory keeping %s's "
+					 "tagged jobs",
+					 j->rec.id, j->rec.site);
 		}
-		if (r->err == SITE_ERR_OK || r->err == SITE_ERR_NOT_FOUND) {
-			if (j->cancel_pending) {
-				finish(j, STORE_JOB_CANCELLED,
-				       j->rec.ended_by ? NULL :
-							 "gateway:cancelled before submit");
-				return TASK_WAIT;
-			}
-			/* the site has none: the journaled intent stands, submit */
-			j->rec.submit_attempts++;
-			j->dirty |= STORE_F(SUBMIT_ATTEMPTS);
-			return enter(j, SUBMITTING);
-		}
+		if (r->err == SITE_ERR_OK)
+			return resolve_find(j, r->jobs, r->n_jobs);
+		if (r->err == SITE_ERR_NOT_FOUND)
+			return resolve_find(j, NULL, 0);
 		return backoff(j, FINDING);
 	case SUBMITTING:
 		if (r->err == SITE_ERR_OK) {
@@ -829,8 +909,11 @@ static enum task_step job_step(struct task *t, unsigned wake)
 			}
 			if (j->rec.state == STORE_JOB_ACCEPTED)
 				return enter(j, MARKING);
-			if (j->rec.state == STORE_JOB_SUBMITTING)
+			if (j->rec.state == STORE_JOB_SUBMITTING) {
+				/* whatever our last life sent is in by now */
+				j->find_after_ms = loop_clock_ms();
 				return enter(j, FINDING);
+			}
 			return enter(j, j->cancel_pending ? CANCELLING :
 							    TRACKING);
 		}

@@ -53,6 +53,7 @@ struct gw_job {
 	uint64_t dirty;	      /* STORE_F bits changed, not yet journaled */
 	uint64_t inflight;    /* bits in the write in flight */
 	uint64_t slurm_id_at_ms; /* when the site's id was learnt (loop clock) */
+	uint64_t find_after_ms;	 /* a lookup by tag must start after this */
 	struct site_call call;
 	struct store_req sreq;
 	char site_user[64];

@@ -339,6 +339,8 @@ out_loop:
 	/* jobs' tasks live on the loop: their memory goes with it */
 	loop_free(gw.loop);
 	jobs_free(gw.jobs);
+	for (size_t i = 0; i < gw.n_sites; i++)
+		free(gw.sites[i].tagged);
 	free(gw.sites);
 out_config:
 	gw_config_unref(gw.cfg);

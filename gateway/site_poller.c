@@ -76,6 +76,12 @@ static void apply(struct site_poller *p)
 		if (j)
 			job_apply_site(j, sj);
 	}
+	/* every job of the site, as one who sees all: the jobs looking
+	 * for their tag take their answer from it (jobs.c, FINDING) */
+	if (p->full && !r->not_modified && !p->as_one_user &&
+	    gw_site_set_tagged(p->s, r, p->call.started_ms))
+		log_warn("site %s: out of memory keeping its tagged jobs",
+			 p->s->cfg->name);
 	if (p->full && !r->not_modified) {
 		/*
 		 * A list made with one user's token (jwt-user) may show only
