@@ -227,6 +227,7 @@ static int task_row(struct task *t, const struct task_info *in, void *arg)
 	json_object_set_new(o, "state", json_string(in->state));
 	json_object_set_new(o, "waiting_on", json_string(in->waiting_on));
 	json_object_set_new(o, "waited_ms", json_integer((json_int_t)in->waited_ms));
+	json_object_set_new(o, "idle", json_boolean(in->idle));
 	json_object_set_new(o, "age_ms", json_integer((json_int_t)in->age_ms));
 	json_object_set_new(o, "steps", json_integer((json_int_t)in->n_steps));
 	json_object_set_new(o, "debug", json_string(in->debug));

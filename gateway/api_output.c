@@ -622,7 +622,7 @@ static enum task_step follow_step(struct task *t, unsigned wake)
 			return TASK_DONE;
 		}
 		task_set_state(t, WAITING);
-		task_wait_on(t, "new output");
+		task_wait_idle(t, "new output");
 		feed_wait(fd, f);
 		task_sleep(t,
 			   HEARTBEAT_MS - (loop_clock_ms() - f->last_write_ms));

@@ -655,7 +655,7 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 		journal(j, -1);
 		break;
 	case TRACKING:
-		task_wait_on(&j->task, "site poller");
+		task_wait_idle(&j->task, "site poller");
 		/* what arrived while we were busy elsewhere was not a wake here */
 		if (job_final(j) || j->dirty || j->cancel_pending)
 			task_wake(&j->task, TASK_WAKE_USER);

@@ -157,8 +157,15 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 		}
 		site_result_clear(&p->call.result);
 		task_set_state(t, SLEEPING);
-		task_wait_on(t, "poll interval");
-		task_sleep(t, p->s->cfg->poll_interval_s * 1000);
+		task_wait_idle(t, "poll interval");
+		/* one list per interval, counted from when this one started:
+		 * a slow list shortens the wait, never adds to the period */
+		{
+			uint64_t period = p->s->cfg->poll_interval_s * 1000ull,
+				 took = loop_clock_ms() - p->call.started_ms;
+
+			task_sleep(t, took < period ? period - took : 0);
+		}
 		return TASK_WAIT;
 	}
 	return TASK_WAIT;

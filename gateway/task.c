@@ -287,6 +287,7 @@ void task_set_state_(struct task *t, int state, int line)
 	t->state = state;
 	t->state_since_ms = t->wait_since_ms = loop_clock_ms();
 	t->waiting_on = NULL;
+	t->wait_idle = false;
 	t->state_line = line;
 	t->history[t->n_history % TASK_HISTORY] = (uint16_t)state;
 	t->n_history++;
@@ -300,6 +301,13 @@ void task_wait_on(struct task *t, const char *what)
 	if (!what || !t->waiting_on || strcmp(what, t->waiting_on) != 0)
 		t->wait_since_ms = loop_clock_ms();
 	t->waiting_on = what;
+	t->wait_idle = false;
+}
+
+void task_wait_idle(struct task *t, const char *what)
+{
+	task_wait_on(t, what);
+	t->wait_idle = true;
 }
 
 /* ----------------------------------------------------------- timers, io */
@@ -427,6 +435,7 @@ size_t task_foreach(struct loop *l, task_foreach_cb *cb, void *arg)
 		info.id = t->id;
 		info.state = task_state_name(t);
 		info.waiting_on = t->waiting_on ? t->waiting_on : "";
+		info.idle = t->wait_idle;
 		info.state_since_ms = t->state_since_ms;
 		info.wait_since_ms = t->wait_since_ms;
 		info.waited_ms = now - t->wait_since_ms;
@@ -466,7 +475,8 @@ static int stalled_cb(struct task *t, const struct task_info *info, void *arg)
 {
 	struct stalled_ctx *ctx = arg;
 
-	if (!info->runnable && info->waited_ms >= ctx->threshold_ms) {
+	if (!info->runnable && !info->idle &&
+	    info->waited_ms >= ctx->threshold_ms) {
 		log_warn("task stalled for %" PRIu64 "ms: %s", info->waited_ms,
 			 info->debug);
 		ctx->n++;

@@ -116,6 +116,7 @@ struct task {
 	uint64_t state_since_ms;
 	uint64_t wait_since_ms;
 	const char *waiting_on;		/* borrowed, see task_wait_on */
+	bool wait_idle;			/* task_wait_idle: not a stall */
 	int state_line;			/* source line of the last transition */
 	uint16_t history[TASK_HISTORY]; /* last states, ring */
 	unsigned n_history;
@@ -192,6 +193,12 @@ const char *task_state_name_of(const struct task *t, int state);
  * restarts when `what` changes or on a state change; stall reports use it.
  */
 void task_wait_on(struct task *t, const char *what);
+/*
+ * The same, for a wait with no end by design (a job tracked until its
+ * site or node tells something, a poller's interval, a follower of a
+ * quiet job): never reported as stalled.
+ */
+void task_wait_idle(struct task *t, const char *what);
 
 /* Wake with TASK_WAKE_TIMER after ms (re-arms; one timer per task). */
 void task_sleep(struct task *t, uint64_t ms);
@@ -219,6 +226,7 @@ struct task_info {
 	uint64_t n_steps;
 	unsigned refs;
 	bool runnable;		   /* a wake is pending */
+	bool idle;		   /* waits by design (task_wait_idle) */
 	const char *cancel_reason; /* NULL when not cancelled */
 	const char *debug;	   /* task_debug_str() */
 };

@@ -544,6 +544,7 @@ struct seen {
 	char waiting_on[16];
 	uint64_t waited_ms;
 	bool runnable;
+	bool idle;
 };
 
 static int foreach_cb(struct task *t, const struct task_info *info, void *arg)
@@ -555,6 +556,7 @@ static int foreach_cb(struct task *t, const struct task_info *info, void *arg)
 	snprintf(s->waiting_on, sizeof(s->waiting_on), "%s", info->waiting_on);
 	s->waited_ms = info->waited_ms;
 	s->runnable = info->runnable;
+	s->idle = info->idle;
 	assert_string_equal(info->kind, "sleeper");
 	assert_non_null(strstr(info->debug, "waits='godot'"));
 	return 0;
@@ -590,6 +592,15 @@ static void test_stall_report(void **state)
 	assert_non_null(strstr(captured, "sleeper#1"));
 	assert_non_null(strstr(captured, "waits='godot'"));
 	assert_non_null(strstr(captured, "1 live task(s)"));
+
+	/* a wait with no end by design is not a stall; it shows as idle */
+	task_wait_idle(&s.task, "godot");
+	seen.n = 0;
+	task_foreach(l, foreach_cb, &seen);
+	assert_true(seen.idle);
+	assert_int_equal(task_report_stalled(l, 10), 0);
+	task_wait_on(&s.task, "godot");
+	assert_int_equal(task_report_stalled(l, 10), 1);
 
 	/* a woken (runnable) task is not stalled */
 	task_wake(&s.task, TASK_WAKE_USER);
