@@ -143,11 +143,32 @@ void site_result_clear(struct site_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
+static int cmp_job_id(const void *a, const void *b)
+{
+	uint32_t x = ((const struct site_job *)a)->job_id;
+	uint32_t y = ((const struct site_job *)b)->job_id;
+
+	return x < y ? -1 : x > y;
+}
+
+void site_result_sort(struct site_result *r)
+{
+	if (r->n_jobs > 1)
+		qsort(r->jobs, r->n_jobs, sizeof(*r->jobs), cmp_job_id);
+	r->sorted = true;
+}
+
 const struct site_job *site_result_find(const struct site_result *r,
 					uint32_t job_id)
 {
+	struct site_job key;
 	size_t i;
 
+	if (r->sorted && r->n_jobs) {
+		key.job_id = job_id;
+		return bsearch(&key, r->jobs, r->n_jobs, sizeof(*r->jobs),
+			       cmp_job_id);
+	}
 	for (i = 0; i < r->n_jobs; i++)
 		if (r->jobs[i].job_id == job_id)
 			return &r->jobs[i];

@@ -220,12 +220,16 @@ struct site_result {
 	 */
 	struct site_job *jobs;
 	size_t n_jobs;
+	bool sorted; /* by job_id (site_result_sort) */
 	uint64_t elapsed_ms;
 };
 
 /* Free the jobs and zero r. */
 void site_result_clear(struct site_result *r);
 /* The job with id, or NULL. */
+/* Sort jobs by id: site_result_find is then O(log n) (a poll's check of
+ * every tracked job against a 10 000-job list). */
+void site_result_sort(struct site_result *r);
 const struct site_job *site_result_find(const struct site_result *r,
 					uint32_t job_id);
 

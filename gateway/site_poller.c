@@ -83,6 +83,7 @@ static void apply(struct site_poller *p)
 		log_warn("site %s: out of memory keeping its tagged jobs",
 			 p->s->cfg->name);
 	if (p->full && !r->not_modified) {
+		site_result_sort(&p->call.result);
 		/*
 		 * A list made with one user's token (jwt-user) may show only
 		 * that user's jobs (PrivateData=jobs): a job is called missing

@@ -396,7 +396,18 @@ static void test_tag_parse(void **state)
 	assert_string_equal(r.jobs[0].tag, "j-aaa");
 	assert_string_equal(r.jobs[1].tag, "");
 	assert_string_equal(r.jobs[2].tag, ""); /* not a valid tag */
+	/* sorted by id, found by bisection: the same answers */
+	r.jobs[0].job_id = 11; /* out of order now: 11 8 9 10 */
+	site_result_sort(&r);
+	assert_true(r.sorted);
+	assert_int_equal(r.jobs[0].job_id, 8);
+	assert_int_equal(r.jobs[3].job_id, 11);
+	assert_int_equal(site_result_find(&r, 9)->job_id, 9);
+	assert_int_equal(site_result_find(&r, 11)->job_id, 11);
+	assert_null(site_result_find(&r, 7));
+	assert_null(site_result_find(&r, 12));
 	site_result_clear(&r);
+	assert_false(r.sorted);
 	site_slurmrestd_parse(SITE_OP_FIND_BY_TAG, 0, "j-aaa", 0, 200, body,
 			      strlen(body), "", &r);
 	assert_int_equal(r.err, SITE_ERR_OK);
