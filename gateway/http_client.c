@@ -1278,6 +1278,17 @@ const char *http_request_body(const struct http_request *req, size_t *len)
 	return req->resp ? req->resp : "";
 }
 
+char *http_request_take_body(struct http_request *req, size_t *len)
+{
+	char *b = req->resp;
+
+	if (len)
+		*len = req->resp_len;
+	req->resp = NULL;
+	req->resp_len = req->resp_cap = 0;
+	return b;
+}
+
 const char *http_request_content_type(const struct http_request *req)
 {
 	return req->content_type ? req->content_type : "";

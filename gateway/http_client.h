@@ -225,6 +225,12 @@ long http_request_status(const struct http_request *req);
 /* Response body, NUL-terminated (the NUL is not counted); borrowed until
  * the request is freed.  "" when none.  len may be NULL. */
 const char *http_request_body(const struct http_request *req, size_t *len);
+/*
+ * Take the response body (malloc'ed, NUL-terminated; the caller frees
+ * it): NULL when there was none.  The request's body is "" afterwards.
+ * For a big answer parsed elsewhere (a worker) after the request closed.
+ */
+char *http_request_take_body(struct http_request *req, size_t *len);
 /* Content-Type of the answer, or "" (borrowed). */
 const char *http_request_content_type(const struct http_request *req);
 /* libcurl's own error text, "" when none (borrowed). */

@@ -154,6 +154,8 @@ static int sites_init(void)
 			log_err("site %s: %s", c->name, err);
 			return -EINVAL;
 		}
+		/* a list of thousands of jobs is parsed off the loop */
+		site_set_workers(gw.sites[i].site, gw.workers);
 		gw.n_sites++;
 	}
 	return 0;

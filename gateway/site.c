@@ -565,6 +565,11 @@ const char *site_call_debug_str(const struct site_call *call, char *buf,
 	return buf;
 }
 
+void site_set_workers(struct site *s, struct worker_pool *workers)
+{
+	s->workers = workers;
+}
+
 int site_set_limits(struct site *s, const struct site_limits *lim)
 {
 	bool oom = false;

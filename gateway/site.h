@@ -50,6 +50,7 @@
 
 struct site;
 struct site_call;
+struct worker_pool;
 
 /* The wake a call's task gets on completion. */
 #define SITE_CALL_WAKE TASK_WAKE_IO
@@ -111,6 +112,12 @@ struct site_limits {
 };
 /* Apply to calls started from now on.  0 or -ENOMEM (nothing changed). */
 int site_set_limits(struct site *s, const struct site_limits *lim);
+/*
+ * Big answers (a list of thousands of jobs: tens of MB of JSON) are
+ * parsed on these workers, not on the loop thread.  The pool must outlive
+ * the site's calls (NULL: parse on the loop thread).
+ */
+void site_set_workers(struct site *s, struct worker_pool *workers);
 
 /* -------------------------------------------------------- requests */
 
@@ -281,7 +288,8 @@ struct site_call {
 	char tag[SITE_TAG_MAX + 1];
 	char user[SITE_USER_MAX];
 	uint64_t started_ms;
-	void *io; /* the adapter's in-flight handle */
+	void *io;    /* the adapter's in-flight handle */
+	void *parse; /* the adapter's answer being parsed on a worker */
 	struct site_call *prev, *next;
 };
 
@@ -409,6 +417,7 @@ struct site {
 	const struct site_ops *ops;
 	struct loop *loop;
 	struct http_client *http;
+	struct worker_pool *workers; /* NULL: parse on the loop thread */
 	struct site_config cfg;	 /* strings owned by the site */
 	void *priv;		 /* the adapter's state */
 	struct site_call *calls; /* in flight */

@@ -18,9 +18,12 @@
 #include "json_util.h"
 #include "jwt_verify.h"
 #include "log.h"
+#include "worker.h"
 
 #define SRD_TOKEN_CACHE 64
 #define SRD_CONNECT_TIMEOUT_MS 3000u
+/* answers at least this big are parsed on a worker (a list of ~100 jobs) */
+#define SRD_PARSE_OFFLOAD_MIN (256u * 1024)
 
 struct srd_token {
 	char user[SITE_USER_MAX]; /* "" = free slot */
@@ -600,17 +603,11 @@ out:
 static int user_socket(const struct site *s, const char *user, char *buf,
 		       size_t len);
 
-static void srd_http_done(struct http_request *req, void *arg)
+/* The answer is in call->result: the adapter's last word, then deliver. */
+static void srd_finish(struct site_call *call)
 {
-	struct site_call *call = arg;
 	struct site *s = call->site;
-	size_t len;
-	const char *body = http_request_body(req, &len);
 
-	site_slurmrestd_parse(call->op, call->job_id, call->tag,
-			      http_request_result(req),
-			      http_request_status(req), body, len,
-			      http_request_error(req), &call->result);
 	if (s->cfg.auth == SITE_AUTH_MUNGE &&
 	    (call->result.err == SITE_ERR_UNAVAILABLE ||
 	     call->result.err == SITE_ERR_TIMEOUT)) {
@@ -628,9 +625,117 @@ static void srd_http_done(struct http_request *req, void *arg)
 	    (call->result.err == SITE_ERR_AUTH ||
 	     call->result.err == SITE_ERR_BACKEND))
 		token_drop(s, call->user); /* mint a fresh one next time */
-	http_request_close(req);
-	call->io = NULL;
 	site_call_complete(call);
+}
+
+/*
+ * A big answer parsed on a worker.  It owns the body (taken from the
+ * request, which is closed at once); `call` is NULL once the call was
+ * aborted: the result is then dropped.
+ */
+struct srd_parse {
+	struct worker_job wj; /* first: the callbacks cast back */
+	struct site_call *call;
+	enum site_op op;
+	uint32_t job_id;
+	char tag[SITE_TAG_MAX + 1];
+	int http_rc;
+	long status;
+	char error[256];
+	char *body;
+	size_t len;
+	struct site_result result;
+};
+
+static void parse_work(struct worker_job *wj)
+{
+	struct srd_parse *p = (struct srd_parse *)wj;
+
+	site_slurmrestd_parse(p->op, p->job_id, p->tag, p->http_rc, p->status,
+			      p->body ? p->body : "", p->len, p->error,
+			      &p->result);
+	free(p->body); /* tens of MB: freed here, not on the loop */
+	p->body = NULL;
+}
+
+static void parse_done(struct worker_job *wj, int status)
+{
+	struct srd_parse *p = (struct srd_parse *)wj;
+	struct site_call *call = p->call;
+
+	if (call) {
+		call->parse = NULL;
+		site_result_clear(&call->result);
+		if (status == 0) {
+			call->result = p->result; /* takes the jobs */
+			memset(&p->result, 0, sizeof(p->result));
+		} else {
+			site_result_set(&call->result, SITE_ERR_INTERNAL,
+					"site %s: the answer was not parsed "
+					"(shutting down)",
+					call->site->name);
+		}
+		srd_finish(call);
+	}
+	site_result_clear(&p->result);
+	free(p->body);
+	free(p);
+}
+
+/* 0 when the answer went to a worker; else the caller parses it. */
+static int parse_on_worker(struct site_call *call, struct http_request *req)
+{
+	struct site *s = call->site;
+	struct srd_parse *p;
+	size_t len;
+
+	http_request_body(req, &len);
+	if (!s->workers || len < SRD_PARSE_OFFLOAD_MIN)
+		return -1;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -1;
+	p->call = call;
+	p->op = call->op;
+	p->job_id = call->job_id;
+	snprintf(p->tag, sizeof(p->tag), "%s", call->tag);
+	p->http_rc = http_request_result(req);
+	p->status = http_request_status(req);
+	snprintf(p->error, sizeof(p->error), "%s", http_request_error(req));
+	p->body = http_request_take_body(req, &p->len);
+	p->wj.name = "slurmrestd answer";
+	p->wj.work = parse_work;
+	p->wj.done = parse_done;
+	call->parse = p;
+	if (worker_submit(s->workers, &p->wj)) {
+		/* the pool is going away: parse it here after all */
+		parse_work(&p->wj);
+		parse_done(&p->wj, 0);
+		return 0;
+	}
+	dbg("site %s: %s answer of %zu bytes parsed on a worker", s->name,
+	    site_op_name(call->op), len);
+	return 0;
+}
+
+static void srd_http_done(struct http_request *req, void *arg)
+{
+	struct site_call *call = arg;
+	size_t len;
+	const char *body;
+
+	call->io = NULL;
+	if (parse_on_worker(call, req) == 0) {
+		http_request_close(req);
+		return;
+	}
+	body = http_request_body(req, &len);
+	site_slurmrestd_parse(call->op, call->job_id, call->tag,
+			      http_request_result(req),
+			      http_request_status(req), body, len,
+			      http_request_error(req), &call->result);
+	http_request_close(req);
+	srd_finish(call);
 }
 
 /*
@@ -794,8 +899,15 @@ static int srd_ping(struct site *s, const struct site_cred *as,
 
 static void srd_abort(struct site_call *call)
 {
+	struct srd_parse *p = call->parse;
+
 	http_request_close(call->io);
 	call->io = NULL;
+	if (p) {
+		/* its worker may be running: it drops the result when done */
+		p->call = NULL;
+		call->parse = NULL;
+	}
 }
 
 /* ------------------------------------------------------------- site */

@@ -38,6 +38,7 @@
 #include "site_slurmrestd.h"
 #include "slurm_state.h"
 #include "task.h"
+#include "worker.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member)                                        \
@@ -1248,6 +1249,105 @@ static void test_munge_mode(void **state)
 	rmdir(dir);
 }
 
+/* A job list of n jobs as slurmrestd writes it (malloc'ed). */
+static char *big_list(unsigned n)
+{
+	size_t cap = 64 + (size_t)n * 200, off;
+	char *b = malloc(cap);
+	unsigned i;
+
+	assert_non_null(b);
+	off = (size_t)snprintf(b, cap, "{\"errors\":[],\"jobs\":[");
+	for (i = 0; i < n; i++)
+		off += (size_t)snprintf(
+		    b + off, cap - off,
+		    "%s{\"job_id\":%u,\"name\":\"j-%06u\",\"comment\":"
+		    "\"tiergate:j-%06u\",\"job_state\":\"PENDING\","
+		    "\"user_name\":\"alice\",\"state_reason\":\"None\"}",
+		    i ? "," : "", 1000 + i, i, i);
+	snprintf(b + off, cap - off, "]}");
+	return b;
+}
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+
+static void gate_work(struct worker_job *j)
+{
+	pthread_mutex_lock(&gate_mu);
+	while (!gate_open)
+		pthread_cond_wait(&gate_cv, &gate_mu);
+	pthread_mutex_unlock(&gate_mu);
+}
+
+struct gate {
+	struct worker_job wj; /* first */
+	bool done;
+};
+
+static void gate_done(struct worker_job *j, int status)
+{
+	((struct gate *)j)->done = true;
+}
+
+/*
+ * A list of thousands of jobs is parsed on a worker, not the loop, with
+ * the same result; a call aborted while its answer waits for a worker is
+ * never delivered.
+ */
+static void test_big_answer_on_worker(void **state)
+{
+	struct fx *f = *state;
+	struct worker_pool *pool = worker_pool_new(f->l, 1, "parse");
+	char *body = big_list(3000);
+	struct route big[] = {{.method = "GET", .path = "/slurm/v0.0.38/jobs",
+			       .status = 200, .body = body}};
+	struct site_call call = {0};
+	struct done_rec d = {0};
+	struct gate g = {0};
+
+	assert_non_null(pool);
+	assert_true(strlen(body) > 256 * 1024);
+	set_routes(big, 1);
+	site_set_workers(f->site, pool);
+	call.done = done_cb;
+	call.arg = &d;
+	assert_int_equal(site_list(f->site, &alice, 0, &call), 0);
+	RUN_UNTIL(f->l, d.calls > 0);
+	assert_int_equal(d.result.err, SITE_ERR_OK);
+	assert_int_equal(call.result.n_jobs, 3000);
+	assert_int_equal(call.result.jobs[2999].job_id, 3999);
+	assert_string_equal(call.result.jobs[5].tag, "j-000005");
+	site_call_reset(&call);
+
+	/* the only worker busy: the answer waits for it; abort meanwhile */
+	g.wj.name = "gate";
+	g.wj.work = gate_work;
+	g.wj.done = gate_done;
+	gate_open = false;
+	assert_int_equal(worker_submit(pool, &g.wj), 0);
+	memset(&d, 0, sizeof(d));
+	call.done = done_cb;
+	call.arg = &d;
+	assert_int_equal(site_list(f->site, &alice, 0, &call), 0);
+	RUN_UNTIL(f->l, call.parse != NULL);
+	assert_int_equal(site_call_abort(&call), 0);
+	pthread_mutex_lock(&gate_mu);
+	gate_open = true;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_mu);
+	RUN_UNTIL(f->l, g.done);
+	for (int i = 0; i < 20; i++)
+		loop_run_once(f->l, 10); /* the parse ends, dropped */
+	assert_int_equal(d.calls, 0);
+	site_set_workers(f->site, NULL);
+	worker_pool_shutdown(pool, WORKER_SHUTDOWN_DRAIN);
+	worker_pool_free(pool);
+	site_call_reset(&call);
+	free(body);
+}
+
 static void test_bad_calls(void **state)
 {
 	struct fx *f = *state;
@@ -1397,6 +1497,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_jwt_user_mode, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_munge_mode, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_big_answer_on_worker, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_calls, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_task_abort, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_site_free_in_flight, setup,
