@@ -53,6 +53,7 @@ struct remote_step {
 	/* reports */
 	struct spool_job spool;
 	bool spool_ok;
+	bool queued; /* an event of this step went into the spool */
 	int relay_ctl; /* in task 0 of the batch step: socket to the relay */
 };
 
@@ -162,8 +163,8 @@ static void prepare(spank_t sp)
 		.requested = tg.requested_set ? tg.requested : NULL,
 		.ticket = &tc,
 		.user = rs.id.user,
-		.groups = rs.id.groups,
-		.n_groups = rs.id.n_groups,
+		.load_groups = identity_groups_cb,
+		.load_groups_arg = &rs.id,
 		.account = rs.account[0] ? rs.account : NULL,
 		.now = time(NULL),
 	};
@@ -237,8 +238,10 @@ static void report(const struct tg_event *ev)
 	if (rv)
 		log_err("job %u: event %s lost: spool %s: %s", rs.job_id,
 			ev->kind, tg.args.spool, strerror(-rv));
-	else
+	else {
+		rs.queued = true;
 		dbg("job %u: event %s queued", rs.job_id, ev->kind);
+	}
 	free(json);
 }
 
@@ -488,7 +491,7 @@ int remote_exit(spank_t sp)
 		goto out;
 	if (is_batch()) {
 		stop_relay();
-	} else if (spool_events_pending(&rs.spool)) {
+	} else if (rs.queued) {
 		/* a batch job's relay takes these too; for an srun outside a
 		 * batch job the node's relay does (woken, or started) */
 		if (!spool_has_file(&rs.spool, "meta"))

@@ -19,6 +19,11 @@ static int mkdir_p(const char *path, mode_t mode)
 {
 	char tmp[4096], *p;
 
+	/* the parents exist but for the first job on a fresh node */
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
 	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
 	for (p = tmp + 1; *p; p++) {
@@ -52,8 +57,8 @@ int spool_job_open_dir(const char *dir, struct spool_job *sj)
 		log_err("spool: cannot open %s: %m", dir);
 		return rv;
 	}
-	if ((mkdirat(sj->dir_fd, "events", 0700) < 0 && errno != EEXIST) ||
-	    (mkdirat(sj->dir_fd, "dead", 0700) < 0 && errno != EEXIST)) {
+	/* dead/ is made by the relay when the gateway first refuses one */
+	if (mkdirat(sj->dir_fd, "events", 0700) < 0 && errno != EEXIST) {
 		rv = -errno;
 		log_err("spool: cannot create events dirs in %s: %m", dir);
 		close(sj->dir_fd);
@@ -166,12 +171,29 @@ bool spool_has_file(struct spool_job *sj, const char *name)
 	return faccessat(sj->dir_fd, name, F_OK, 0) == 0;
 }
 
+/* The last sequence number: kept in the seq lock file itself (no file to
+ * replace per event); a spool written before that keeps it in "seq". */
+static unsigned long seq_read(struct spool_job *sj, int lock_fd)
+{
+	char buf[32];
+	ssize_t n = pread(lock_fd, buf, sizeof(buf) - 1, 0);
+
+	if (n > 0) {
+		buf[n] = '\0';
+		return strtoul(buf, NULL, 10);
+	}
+	if (spool_read_file(sj, "seq", buf, sizeof(buf)) > 0)
+		return strtoul(buf, NULL, 10);
+	return 0;
+}
+
 int spool_event_append(struct spool_job *sj, const char *json)
 {
 	struct stat st;
-	char buf[32], name[64];
-	unsigned long seq = 0;
-	int lock_fd, rv;
+	char buf[32], tmp[64], name[64];
+	unsigned long seq;
+	size_t len = strlen(json), off = 0;
+	int lock_fd, fd, rv = 0, tries;
 
 	rv = spool_lock(sj, SPOOL_LOCK_SEQ, true, &lock_fd);
 	if (rv)
@@ -181,15 +203,48 @@ int spool_event_append(struct spool_job *sj, const char *json)
 		rv = -ESTALE;
 		goto out_unlock;
 	}
-	if (spool_read_file(sj, "seq", buf, sizeof(buf)) > 0)
-		seq = strtoul(buf, NULL, 10);
-	seq++;
-	snprintf(buf, sizeof(buf), "%lu\n", seq);
-	rv = spool_write_file(sj, "seq", buf);
-	if (rv)
+	seq = seq_read(sj, lock_fd);
+	snprintf(tmp, sizeof(tmp), "events/.new.%d.tmp", (int)getpid());
+	fd = openat(sj->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		    0600);
+	if (fd < 0) {
+		rv = -errno;
 		goto out_unlock;
-	snprintf(name, sizeof(name), "events/%010lu.json", seq);
-	rv = spool_write_file(sj, name, json);
+	}
+	while (off < len) {
+		ssize_t n = write(fd, json + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rv = -errno;
+			break;
+		}
+		off += (size_t)n;
+	}
+	close(fd);
+	/* never replace an event: a number already taken (the counter lost
+	 * by a crash between the two steps below) is skipped */
+	for (tries = 0; !rv; tries++) {
+		seq++;
+		snprintf(name, sizeof(name), "events/%010lu.json", seq);
+		if (renameat2(sj->dir_fd, tmp, sj->dir_fd, name,
+			      RENAME_NOREPLACE) == 0)
+			break;
+		if (errno != EEXIST || tries >= 1000)
+			rv = -errno;
+	}
+	if (rv) {
+		unlinkat(sj->dir_fd, tmp, 0);
+		log_err("spool: cannot queue an event in %s: %s", sj->dir,
+			strerror(-rv));
+		goto out_unlock;
+	}
+	/* fixed width: a shorter number never leaves digits behind */
+	snprintf(buf, sizeof(buf), "%020lu\n", seq);
+	if (pwrite(lock_fd, buf, strlen(buf), 0) != (ssize_t)strlen(buf))
+		log_err("spool: cannot save the event counter in %s: %m",
+			sj->dir);
 out_unlock:
 	spool_unlock(lock_fd);
 	return rv;
@@ -300,6 +355,8 @@ int spool_event_dead(struct spool_job *sj, const char *name)
 
 	snprintf(from, sizeof(from), "events/%s", name);
 	snprintf(to, sizeof(to), "dead/%s", name);
+	if (mkdirat(sj->dir_fd, "dead", 0700) < 0 && errno != EEXIST)
+		return -errno;
 	return renameat(sj->dir_fd, from, sj->dir_fd, to) < 0 ? -errno : 0;
 }
 

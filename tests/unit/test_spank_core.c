@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,70 @@ static void test_decide_local_policy(void **state)
 			 -ENOENT);
 	assert_string_equal(d.why, "unknown CPU tier 'platinum' (tiers: basic, "
 				   "premium, gold)");
+}
+
+struct lazy_groups {
+	int calls;
+	const char *const *groups;
+	size_t n;
+};
+
+static void lazy_groups_cb(void *arg, const char *const **groups, size_t *n)
+{
+	struct lazy_groups *lg = arg;
+
+	lg->calls++;
+	*groups = lg->groups;
+	*n = lg->n;
+}
+
+/* Groups cost an NSS lookup: asked for only when a group rule could grant
+ * the requested tier, and then they count like given ones. */
+static void test_decide_loads_groups_lazily(void **state)
+{
+	struct dstate *s = *state;
+	const char *const physics[] = {"users", "physics"};
+	struct lazy_groups lg = {.groups = physics, .n = 2};
+	struct ticket_check tc = {0};
+	struct tier_decision d;
+	struct tier_request r = {
+		.ticket = &tc,
+		.user = "bob",
+		.load_groups = lazy_groups_cb,
+		.load_groups_arg = &lg,
+		.now = time(NULL),
+	};
+
+	/* no tier asked for, the default, a tier no group rule names: none */
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	r.requested = "basic";
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	r.requested = "gold";
+	r.account = "astro";
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	r.account = NULL;
+	assert_int_equal(tier_decide(s->tab, &r, &d), -EPERM);
+	assert_int_equal(lg.calls, 0);
+	/* granted by user name: no lookup either */
+	r.user = "alice";
+	r.requested = "premium";
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	assert_int_equal(lg.calls, 0);
+	/* granted by a group: looked up once */
+	r.user = "bob";
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	assert_string_equal(d.tier->name, "premium");
+	assert_int_equal(d.source, TIER_FROM_LOCAL);
+	assert_int_equal(lg.calls, 1);
+	/* not in the group: refused, with the usual reason */
+	lg.n = 1;
+	assert_int_equal(tier_decide(s->tab, &r, &d), -EPERM);
+	assert_string_equal(d.why,
+			    "user bob is not entitled to CPU tier 'premium'");
+	assert_int_equal(lg.calls, 2);
+	assert_true(tier_has_group_rule(s->tab, tier_find(s->tab, "premium")));
+	assert_false(tier_has_group_rule(s->tab, tier_find(s->tab, "gold")));
+	assert_false(tier_has_group_rule(s->tab, NULL));
 }
 
 static void test_decide_tickets(void **state)
@@ -413,6 +478,47 @@ static int collect_cb(struct spool_job *sj, const char *name,
 	return 0;
 }
 
+/* The counter lives in the lock file; an older spool's "seq" file is
+ * continued, and a number already taken is never written over. */
+static void test_spool_counter(void **state)
+{
+	char root[] = "/tmp/tg-spool-XXXXXX", body[64];
+	struct spool_job sj;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_job_open(root, "alpha", 8, &sj), 0);
+	assert_false(spool_has_file(&sj, "dead")); /* made when needed */
+	assert_int_equal(spool_write_file(&sj, "seq", "5\n"), 0);
+	assert_int_equal(spool_event_append(&sj, "{\"n\":6}"), 0);
+	assert_true(spool_has_file(&sj, "events/0000000006.json"));
+	/* the counter was lost (say, a crash) while 7 and 8 exist */
+	fd = openat(sj.dir_fd, "events/0000000007.json",
+		    O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = openat(sj.dir_fd, "events/0000000008.json",
+		    O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "{\"n\":8}", 7), 7);
+	close(fd);
+	assert_int_equal(spool_event_append(&sj, "{\"n\":9}"), 0);
+	assert_int_equal(spool_read_file(&sj, "events/0000000008.json", body,
+					 sizeof(body)),
+			 7);
+	assert_string_equal(body, "{\"n\":8}");
+	assert_int_equal(spool_read_file(&sj, "events/0000000009.json", body,
+					 sizeof(body)),
+			 7);
+	assert_string_equal(body, "{\"n\":9}");
+	assert_int_equal(spool_event_append(&sj, "{\"n\":10}"), 0);
+	assert_true(spool_has_file(&sj, "events/0000000010.json"));
+	assert_int_equal(spool_remove_job(&sj), 0);
+	spool_job_close(&sj);
+	rmdir(root);
+}
+
 static void test_spool_order_and_resume(void **state)
 {
 	char root[] = "/tmp/tg-spool-XXXXXX";
@@ -483,6 +589,8 @@ int main(void)
 		cmocka_unit_test(test_args_errors_name_the_key),
 		cmocka_unit_test_setup_teardown(test_decide_local_policy,
 						decide_setup, decide_teardown),
+		cmocka_unit_test_setup_teardown(test_decide_loads_groups_lazily,
+						decide_setup, decide_teardown),
 		cmocka_unit_test_setup_teardown(test_decide_tickets,
 						decide_setup, decide_teardown),
 		cmocka_unit_test(test_cpuset),
@@ -490,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_cmdline),
 		cmocka_unit_test(test_event_json),
 		cmocka_unit_test(test_spool_order_and_resume),
+		cmocka_unit_test(test_spool_counter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
