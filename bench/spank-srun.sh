@@ -42,7 +42,9 @@ run() { # run VARIANT ROUND
 		"srun -N1 -w $NODE true" >/dev/null
 }
 clean() { # relays still retrying for the last variant would load the box
-	pkill -f "tiergate-relay.*${!dir}" 2>/dev/null || true
+	local pid # the node's relay, by its pid file (srun steps start no other)
+	pid=$(cat "${!dir}/spool/tiergate/node-relay.pid" 2>/dev/null || true)
+	[ -z "$pid" ] || kill "$pid" 2>/dev/null || true
 	sleep 0.5
 	rm -rf "${!dir}/spool/tiergate/"* 2>/dev/null || true
 }

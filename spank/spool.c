@@ -43,6 +43,7 @@ int spool_job_open_dir(const char *dir, struct spool_job *sj)
 {
 	int rv;
 
+	sj->dir_fd = sj->seq_fd = -1;
 	if (snprintf(sj->dir, sizeof(sj->dir), "%s", dir) >=
 	    (int)sizeof(sj->dir))
 		return -ENAMETOOLONG;
@@ -83,7 +84,9 @@ void spool_job_close(struct spool_job *sj)
 {
 	if (sj->dir_fd >= 0)
 		close(sj->dir_fd);
-	sj->dir_fd = -1;
+	if (sj->seq_fd >= 0)
+		close(sj->seq_fd);
+	sj->dir_fd = sj->seq_fd = -1;
 }
 
 int spool_lock(struct spool_job *sj, const char *which, bool wait,
@@ -187,30 +190,19 @@ static unsigned long seq_read(struct spool_job *sj, int lock_fd)
 	return 0;
 }
 
-int spool_event_append(struct spool_job *sj, const char *json)
+/* Write one event under the seq lock; seq is the last number used. */
+static int append_locked(struct spool_job *sj, const char *json,
+			 unsigned long *seq)
 {
-	struct stat st;
-	char buf[32], tmp[64], name[64];
-	unsigned long seq;
+	char tmp[64], name[64];
 	size_t len = strlen(json), off = 0;
-	int lock_fd, fd, rv = 0, tries;
+	int fd, rv = 0, tries;
 
-	rv = spool_lock(sj, SPOOL_LOCK_SEQ, true, &lock_fd);
-	if (rv)
-		return rv;
-	/* a relay may have removed the (empty) dir since we opened it */
-	if (fstat(sj->dir_fd, &st) < 0 || st.st_nlink == 0) {
-		rv = -ESTALE;
-		goto out_unlock;
-	}
-	seq = seq_read(sj, lock_fd);
 	snprintf(tmp, sizeof(tmp), "events/.new.%d.tmp", (int)getpid());
 	fd = openat(sj->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 		    0600);
-	if (fd < 0) {
-		rv = -errno;
-		goto out_unlock;
-	}
+	if (fd < 0)
+		return -errno;
 	while (off < len) {
 		ssize_t n = write(fd, json + off, len - off);
 
@@ -224,30 +216,65 @@ int spool_event_append(struct spool_job *sj, const char *json)
 	}
 	close(fd);
 	/* never replace an event: a number already taken (the counter lost
-	 * by a crash between the two steps below) is skipped */
+	 * by a crash between the rename and saving it) is skipped */
 	for (tries = 0; !rv; tries++) {
-		seq++;
-		snprintf(name, sizeof(name), "events/%010lu.json", seq);
+		++*seq;
+		snprintf(name, sizeof(name), "events/%010lu.json", *seq);
 		if (renameat2(sj->dir_fd, tmp, sj->dir_fd, name,
 			      RENAME_NOREPLACE) == 0)
 			break;
 		if (errno != EEXIST || tries >= 1000)
 			rv = -errno;
 	}
-	if (rv) {
+	if (rv)
 		unlinkat(sj->dir_fd, tmp, 0);
-		log_err("spool: cannot queue an event in %s: %s", sj->dir,
-			strerror(-rv));
+	return rv;
+}
+
+int spool_event_append_n(struct spool_job *sj, const char *const *jsons,
+			 size_t n)
+{
+	struct stat st;
+	char buf[32];
+	unsigned long seq, first;
+	size_t i;
+	int rv = 0;
+
+	if (sj->seq_fd < 0) {
+		sj->seq_fd = openat(sj->dir_fd, SPOOL_LOCK_SEQ,
+				    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (sj->seq_fd < 0)
+			return -errno;
+	}
+	if (flock(sj->seq_fd, LOCK_EX) < 0)
+		return -errno;
+	/* a relay may have removed the (empty) dir since we opened it */
+	if (fstat(sj->dir_fd, &st) < 0 || st.st_nlink == 0) {
+		rv = -ESTALE;
 		goto out_unlock;
 	}
-	/* fixed width: a shorter number never leaves digits behind */
-	snprintf(buf, sizeof(buf), "%020lu\n", seq);
-	if (pwrite(lock_fd, buf, strlen(buf), 0) != (ssize_t)strlen(buf))
-		log_err("spool: cannot save the event counter in %s: %m",
-			sj->dir);
+	first = seq = seq_read(sj, sj->seq_fd);
+	for (i = 0; i < n && !rv; i++)
+		rv = append_locked(sj, jsons[i], &seq);
+	if (rv)
+		log_err("spool: cannot queue an event in %s: %s", sj->dir,
+			strerror(-rv));
+	if (seq != first) {
+		/* fixed width: a shorter number never leaves digits behind */
+		snprintf(buf, sizeof(buf), "%020lu\n", seq);
+		if (pwrite(sj->seq_fd, buf, strlen(buf), 0) !=
+		    (ssize_t)strlen(buf))
+			log_err("spool: cannot save the event counter in %s: %m",
+				sj->dir);
+	}
 out_unlock:
-	spool_unlock(lock_fd);
+	flock(sj->seq_fd, LOCK_UN);
 	return rv;
+}
+
+int spool_event_append(struct spool_job *sj, const char *json)
+{
+	return spool_event_append_n(sj, &json, 1);
 }
 
 static int name_cmp(const void *a, const void *b)

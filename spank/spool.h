@@ -31,6 +31,7 @@
 struct spool_job {
 	char dir[4096];
 	int dir_fd;
+	int seq_fd; /* .seq.lock, opened at the first append, kept open */
 };
 
 /* Create (0700) or open the job's directory. */
@@ -44,6 +45,10 @@ void spool_job_close(struct spool_job *sj);
  * when the dir was removed since it was opened (open it again).
  */
 int spool_event_append(struct spool_job *sj, const char *json);
+/* Append n events in this order under one lock (all or the first few:
+ * on error the ones before the failing one stay queued). */
+int spool_event_append_n(struct spool_job *sj, const char *const *jsons,
+			 size_t n);
 /* True when undelivered events exist (so a new one must queue behind). */
 bool spool_events_pending(struct spool_job *sj);
 /*

@@ -514,6 +514,20 @@ static void test_spool_counter(void **state)
 	assert_string_equal(body, "{\"n\":9}");
 	assert_int_equal(spool_event_append(&sj, "{\"n\":10}"), 0);
 	assert_true(spool_has_file(&sj, "events/0000000010.json"));
+	/* several under one lock, in order */
+	{
+		const char *const two[] = {"{\"n\":11}", "{\"n\":12}"};
+
+		assert_int_equal(spool_event_append_n(&sj, two, 2), 0);
+		assert_int_equal(spool_read_file(&sj, "events/0000000012.json",
+						 body, sizeof(body)),
+				 8);
+		assert_string_equal(body, "{\"n\":12}");
+		assert_int_equal(spool_read_file(&sj, "events/0000000011.json",
+						 body, sizeof(body)),
+				 8);
+		assert_string_equal(body, "{\"n\":11}");
+	}
 	assert_int_equal(spool_remove_job(&sj), 0);
 	spool_job_close(&sj);
 	rmdir(root);
