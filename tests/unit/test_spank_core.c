@@ -12,10 +12,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -457,6 +459,106 @@ static void test_event_json(void **state)
 	free(s);
 }
 
+/* The hand-written JSON is what jansson wrote, byte for byte. */
+static char *jansson_event(const struct tg_event *ev)
+{
+	char step[16], id[256];
+	json_t *o = json_object();
+	char *text;
+
+	event_step_name(ev->step_id, step, sizeof(step));
+	if (ev->task >= 0)
+		snprintf(id, sizeof(id), "%s/%u/%s/%s/%s/%d@%lld", ev->site,
+			 ev->job_id, step, ev->node, ev->kind, ev->task,
+			 (long long)ev->step_start_ms);
+	else
+		snprintf(id, sizeof(id), "%s/%u/%s/%s/%s@%lld", ev->site,
+			 ev->job_id, step, ev->node, ev->kind,
+			 (long long)ev->step_start_ms);
+#define S(k, v)                                                           \
+	if (v)                                                            \
+	json_object_set_new(o, k, json_string(v))
+	json_object_set_new(o, "id", json_string(id));
+	S("kind", ev->kind);
+	S("site", ev->site);
+	json_object_set_new(o, "job_id", json_integer(ev->job_id));
+	json_object_set_new(o, "step", json_string(step));
+	S("node", ev->node);
+	S("user", ev->user);
+	S("tier", ev->tier);
+	S("tier_source", ev->tier_source);
+	S("cores", ev->cores);
+	S("gw_job", ev->gw_job);
+	S("request_id", ev->request_id);
+	S("message", ev->message);
+#undef S
+	json_object_set_new(o, "time_ms", json_integer(ev->time_ms));
+	if (ev->task >= 0) {
+		json_object_set_new(o, "task", json_integer(ev->task));
+		json_object_set_new(o, "wait_status",
+				    json_integer(ev->wait_status));
+		if (WIFEXITED(ev->wait_status))
+			json_object_set_new(
+			    o, "exit_code",
+			    json_integer(WEXITSTATUS(ev->wait_status)));
+		if (WIFSIGNALED(ev->wait_status))
+			json_object_set_new(o, "signal",
+					    json_integer(WTERMSIG(ev->wait_status)));
+	}
+	if (!strcmp(ev->kind, "step_end"))
+		json_object_set_new(o, "cpu_seconds",
+				    json_real(ev->cpu_seconds));
+	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return text;
+}
+
+static void test_event_json_as_jansson(void **state)
+{
+	static const char *const strs[] = {
+		"plain", "", "q\"uo\\te/slash", "ctl\x01\x1f\b\f\n\r\t\x7f",
+		"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+		"bad\xc3", "bad\xc0\xaf", "bad\xed\xa0\x80", "bad\xf4\x90\x80\x80",
+		"bad\xff", "bad\xe0\x80\x80",
+	};
+	static const double cpus[] = {0, 1, 0.25, 0.1, 1e-7, 12345.678,
+				      1e20, 3.5e-300, 123456789012345678.0,
+				      NAN, INFINITY};
+	static const char *const kinds[] = {"step_start", "task_exit",
+					    "step_end", "tier_refused"};
+	size_t i, k, c;
+
+	(void)state;
+	for (i = 0; i < sizeof(strs) / sizeof(*strs); i++)
+		for (k = 0; k < 4; k++)
+			for (c = 0; c < sizeof(cpus) / sizeof(*cpus); c++) {
+				struct tg_event ev = {
+					.kind = kinds[k], .site = "alpha",
+					.job_id = 4000000000u,
+					.step_id = c & 1 ? 3 : EVENT_STEP_BATCH,
+					.node = c == 2 ? strs[i] : "a1",
+					.user = strs[i], .tier = "basic",
+					.tier_source = c & 2 ? NULL : "local",
+					.cores = "0-1", .gw_job = strs[i],
+					.request_id = c & 1 ? NULL : strs[i],
+					.message = strs[i],
+					.task = k == 1 ? (int)c : -1,
+					.wait_status = c & 1 ? 9 : 3 << 8,
+					.cpu_seconds = cpus[c],
+					.time_ms = 1795628288839,
+					.step_start_ms = -5,
+				};
+				char *mine = event_to_json(&ev);
+				char *want = jansson_event(&ev);
+
+				assert_non_null(mine);
+				assert_non_null(want);
+				assert_string_equal(mine, want);
+				free(mine);
+				free(want);
+			}
+}
+
 struct collect {
 	char names[8][64];
 	char bodies[8][64];
@@ -611,6 +713,7 @@ int main(void)
 		cmocka_unit_test(test_hostlist),
 		cmocka_unit_test(test_cmdline),
 		cmocka_unit_test(test_event_json),
+		cmocka_unit_test(test_event_json_as_jansson),
 		cmocka_unit_test(test_spool_order_and_resume),
 		cmocka_unit_test(test_spool_counter),
 	};
