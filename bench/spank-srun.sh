@@ -8,6 +8,8 @@
 #   none       empty plugstack.conf (the baseline)
 #   plugin     tiergate.so, the gateway (a stand-in receiver) answering
 #   down       tiergate.so, nothing listening on the gateway port
+#   quiet      tiergate.so without gateway= (reports off: tiers and their
+#              enforcement only; no spool, no relay, no receiver at work)
 # Prints, per phase, the medians and the ratio over that phase's own
 # baseline, and the median (and quartiles) of the per-round ratios.
 set -euo pipefail
@@ -38,6 +40,7 @@ run() { # run VARIANT ROUND
 	none) : >"$PS" ;;
 	plugin) printf '%s\n' "$PLUGIN_LINE" >"$PS" ;;
 	down) printf '%s\n' "$PLUGIN_LINE" | sed "s/gateway=[^ ]*/gateway=http:\/\/127.0.0.1:1/" >"$PS" ;;
+	quiet) printf '%s\n' "$PLUGIN_LINE" | sed "s/ gateway=[^ ]*//" >"$PS" ;;
 	esac
 	hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$OUT/$1-$2.json" \
 		"srun -N1 -w $NODE true" >/dev/null
@@ -58,6 +61,9 @@ for r in $(seq 1 "$ROUNDS"); do
 	for v in none down; do run "$v" "d$r"; done
 done
 clean
+for r in $(seq 1 "$ROUNDS"); do
+	for v in none quiet; do run "$v" "q$r"; done
+done
 python3 - "$OUT" "$ROUNDS" <<'PY'
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
@@ -65,7 +71,7 @@ def times(v, r):
     return json.load(open(f"{out}/{v}-{r}.json"))["results"][0]["times"]
 # each phase against its own baseline rounds; a round's ratio pairs runs
 # made seconds apart, so the median of those is what load drift hurts least
-for v, pre in (("plugin", ""), ("down", "d")):
+for v, pre in (("plugin", ""), ("down", "d"), ("quiet", "q")):
     base, var, ratios = [], [], []
     for r in range(1, rounds + 1):
         b, x = times("none", f"{pre}{r}"), times(v, f"{pre}{r}")
