@@ -61,7 +61,7 @@ perf record -q -e 'tg_new:*' ${BENCH_BASE_PLUGIN:+-e 'tg_base:*'} -a -o "$OUT/pe
 	2>"$OUT/perf.log" &
 PERF=$!
 sleep 1
-for r in $(seq 1 "$ROUNDS"); do
+for _ in $(seq 1 "$ROUNDS"); do
 	for v in "${VARIANTS[@]}"; do
 		if [ "$v" = base ]; then
 			awk -v so="$BENCH_BASE_PLUGIN" '{$2 = so; print}' <<<"$LINE" >"$PS"
