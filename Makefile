@@ -29,11 +29,12 @@ ALL_LDFLAGS = $(LDHARDEN) $(LDFLAGS) $(EXTRA_LDFLAGS)
 SHARED_LIBS  = -ljwt -ljansson -lmunge -lcrypto
 GATEWAY_LIBS = -lmicrohttpd -lcurl -lsqlite3 -lpthread
 SPANK_LIBS   = -lcurl
-# The plugin is loaded by every srun/sbatch/slurmstepd: it links only
-# jansson.  libcurl, libmunge, libjwt and OpenSSL cost ~10 ms per srun
-# (docs/performance.md), so they live in tiergate-relay, which it execs.
-PLUGIN_LIBS  = -ljansson
-PLUGIN_FORBIDDEN = curl_|jwt_|munge_|EVP_|OPENSSL_
+# The plugin is loaded by every srun/sbatch/slurmstepd: it links nothing
+# but libc.  libcurl, libmunge, libjwt and OpenSSL cost ~10 ms per srun
+# (docs/performance.md), so they live in tiergate-relay, which it execs;
+# events are written without jansson (spank/event.c).
+PLUGIN_LIBS  =
+PLUGIN_FORBIDDEN = curl_|jwt_|munge_|EVP_|OPENSSL_|json_
 
 SHARED_SRC  := $(wildcard shared/*.c)
 # spank/: files that include <slurm/spank.h> are dispatch.c and ctx_*.c; the

@@ -8,7 +8,10 @@
 #   none       empty plugstack.conf (the baseline)
 #   plugin     tiergate.so, the gateway (a stand-in receiver) answering
 #   down       tiergate.so, nothing listening on the gateway port
-# Prints per-variant medians and the ratios over the baseline.
+#   quiet      tiergate.so without gateway= (reports off: tiers and their
+#              enforcement only; no spool, no relay, no receiver at work)
+# Prints, per phase, the medians and the ratio over that phase's own
+# baseline, and the median (and quartiles) of the per-round ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -37,12 +40,15 @@ run() { # run VARIANT ROUND
 	none) : >"$PS" ;;
 	plugin) printf '%s\n' "$PLUGIN_LINE" >"$PS" ;;
 	down) printf '%s\n' "$PLUGIN_LINE" | sed "s/gateway=[^ ]*/gateway=http:\/\/127.0.0.1:1/" >"$PS" ;;
+	quiet) printf '%s\n' "$PLUGIN_LINE" | sed "s/ gateway=[^ ]*//" >"$PS" ;;
 	esac
 	hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$OUT/$1-$2.json" \
 		"srun -N1 -w $NODE true" >/dev/null
 }
 clean() { # relays still retrying for the last variant would load the box
-	pkill -f "tiergate-relay.*${!dir}" 2>/dev/null || true
+	local pid # the node's relay, by its pid file (srun steps start no other)
+	pid=$(cat "${!dir}/spool/tiergate/node-relay.pid" 2>/dev/null || true)
+	[ -z "$pid" ] || kill "$pid" 2>/dev/null || true
 	sleep 0.5
 	rm -rf "${!dir}/spool/tiergate/"* 2>/dev/null || true
 }
@@ -55,16 +61,26 @@ for r in $(seq 1 "$ROUNDS"); do
 	for v in none down; do run "$v" "d$r"; done
 done
 clean
+for r in $(seq 1 "$ROUNDS"); do
+	for v in none quiet; do run "$v" "q$r"; done
+done
 python3 - "$OUT" "$ROUNDS" <<'PY'
-import json, statistics, sys, glob
+import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
-med = {}
-for v in ("none", "plugin", "down"):
-    times = []
-    for f in glob.glob(f"{out}/{v}-*.json"):
-        times += json.load(open(f))["results"][0]["times"]
-    med[v] = statistics.median(times) * 1000
-    print(f"{v:7s} median {med[v]:7.2f} ms over {len(times)} runs")
-print(f"ratio plugin/none {med['plugin']/med['none']:.3f}")
-print(f"ratio down/none   {med['down']/med['none']:.3f}")
+def times(v, r):
+    return json.load(open(f"{out}/{v}-{r}.json"))["results"][0]["times"]
+# each phase against its own baseline rounds; a round's ratio pairs runs
+# made seconds apart, so the median of those is what load drift hurts least
+for v, pre in (("plugin", ""), ("down", "d"), ("quiet", "q")):
+    base, var, ratios = [], [], []
+    for r in range(1, rounds + 1):
+        b, x = times("none", f"{pre}{r}"), times(v, f"{pre}{r}")
+        base += b
+        var += x
+        ratios.append(statistics.median(x) / statistics.median(b))
+    mb, mv = statistics.median(base) * 1000, statistics.median(var) * 1000
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    print(f"{v:6s}: none {mb:6.2f} ms, {v} {mv:6.2f} ms over {len(var)} runs: "
+          f"ratio of medians {mv / mb:.3f}; per-round ratios median "
+          f"{statistics.median(ratios):.3f} (quartiles {q[0]:.3f}..{q[2]:.3f})")
 PY

@@ -426,6 +426,20 @@ int tier_table_parse_string(const char *name, const char *text,
 	return build(c, out, err, errlen);
 }
 
+bool tier_has_group_rule(const struct tier_table *tab, const struct tier *t)
+{
+	size_t i;
+
+	if (!tab || !t || t < tab->tiers || t >= tab->tiers + tab->n_tiers)
+		return false;
+	for (i = 0; i < tab->n_rules; i++)
+		if (tab->rules[i].who == TIER_WHO_GROUP &&
+		    (tab->rules[i].mask &
+		     (UINT64_C(1) << (size_t)(t - tab->tiers))))
+			return true;
+	return false;
+}
+
 bool tier_entitled(const struct tier_table *tab, const struct tier *t,
 		   const char *user, const char *const *groups, size_t ngroups,
 		   const char *account)

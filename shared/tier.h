@@ -83,6 +83,10 @@ void tier_table_free(struct tier_table *tab);
 const struct tier *tier_find(const struct tier_table *tab, const char *name);
 const struct tier *tier_default(const struct tier_table *tab);
 
+/* Does any [entitle] group.NAME rule grant t?  Only then do a user's
+ * groups matter, and only then are they worth an NSS lookup. */
+bool tier_has_group_rule(const struct tier_table *tab, const struct tier *t);
+
 /*
  * May this user (with these groups, charging this account) run at tier
  * `t` (a pointer from this table)?  The default tier always; otherwise

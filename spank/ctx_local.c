@@ -72,8 +72,8 @@ int local_init_post_opt(spank_t sp)
 		.requested = tg.requested,
 		.ticket = &tc,
 		.user = id.user,
-		.groups = id.groups,
-		.n_groups = id.n_groups,
+		.load_groups = identity_groups_cb,
+		.load_groups_arg = &id,
 		.account = cmd.account[0] ? cmd.account : NULL,
 		.now = time(NULL),
 	};

@@ -53,6 +53,9 @@ struct remote_step {
 	/* reports */
 	struct spool_job spool;
 	bool spool_ok;
+	bool queued; /* an event of this step went into the spool */
+	char **held; /* events waiting for the next report (report_ex) */
+	size_t n_held;
 	int relay_ctl; /* in task 0 of the batch step: socket to the relay */
 };
 
@@ -162,8 +165,8 @@ static void prepare(spank_t sp)
 		.requested = tg.requested_set ? tg.requested : NULL,
 		.ticket = &tc,
 		.user = rs.id.user,
-		.groups = rs.id.groups,
-		.n_groups = rs.id.n_groups,
+		.load_groups = identity_groups_cb,
+		.load_groups_arg = &rs.id,
 		.account = rs.account[0] ? rs.account : NULL,
 		.now = time(NULL),
 	};
@@ -211,10 +214,43 @@ static bool open_spool(void)
 static void write_meta(void);
 
 /* Queue the event in the spool; the relay delivers it, in order. */
-static void report(const struct tg_event *ev)
+/* Queue events in the spool, in order, under one lock; the relay
+ * delivers them.  kinds names them in the log. */
+static void queue_events(const char *const *jsons, size_t n,
+			 const char *kinds)
 {
-	char *json;
 	int rv;
+
+	rv = open_spool() ? spool_event_append_n(&rs.spool, jsons, n) :
+			    -ENOENT;
+	if (rv == -ESTALE) {
+		/* the node's relay removed the idle dir meanwhile */
+		spool_job_close(&rs.spool);
+		rs.spool_ok = false;
+		rv = open_spool() ? spool_event_append_n(&rs.spool, jsons, n) :
+				    -ENOENT;
+		if (!rv && !spool_has_file(&rs.spool, "meta"))
+			write_meta();
+	}
+	if (rv)
+		log_err("job %u: event %s lost: spool %s: %s", rs.job_id,
+			kinds, tg.args.spool, strerror(-rv));
+	else {
+		rs.queued = true;
+		dbg("job %u: event %s queued", rs.job_id, kinds);
+	}
+}
+
+/*
+ * Report an event.  hold: keep it in memory and queue it with the next
+ * one that is not held (task exits of srun steps go with step_end, so a
+ * task's exit reaches srun without waiting on the spool; the events and
+ * their order and times are the same).
+ */
+static void report_ex(const struct tg_event *ev, bool hold)
+{
+	char *json, **p;
+	size_t i;
 
 	if (!reports_on())
 		return;
@@ -224,22 +260,26 @@ static void report(const struct tg_event *ev)
 			ev->kind);
 		return;
 	}
-	rv = open_spool() ? spool_event_append(&rs.spool, json) : -ENOENT;
-	if (rv == -ESTALE) {
-		/* the node's relay removed the idle dir meanwhile */
-		spool_job_close(&rs.spool);
-		rs.spool_ok = false;
-		rv = open_spool() ? spool_event_append(&rs.spool, json) :
-				    -ENOENT;
-		if (!rv && !spool_has_file(&rs.spool, "meta"))
-			write_meta();
+	p = reallocarray(rs.held, rs.n_held + 1, sizeof(*p));
+	if (!p) {
+		log_err("job %u: event %s lost: out of memory", rs.job_id,
+			ev->kind);
+		free(json);
+		return;
 	}
-	if (rv)
-		log_err("job %u: event %s lost: spool %s: %s", rs.job_id,
-			ev->kind, tg.args.spool, strerror(-rv));
-	else
-		dbg("job %u: event %s queued", rs.job_id, ev->kind);
-	free(json);
+	rs.held = p;
+	rs.held[rs.n_held++] = json;
+	if (hold)
+		return;
+	queue_events((const char *const *)rs.held, rs.n_held, ev->kind);
+	for (i = 0; i < rs.n_held; i++)
+		free(rs.held[i]);
+	rs.n_held = 0;
+}
+
+static void report(const struct tg_event *ev)
+{
+	report_ex(ev, false);
 }
 
 static struct tg_event base_event(const char *kind)
@@ -446,7 +486,8 @@ int remote_task_exit(spank_t sp)
 	ev = base_event("task_exit");
 	ev.task = (int)task;
 	ev.wait_status = status;
-	report(&ev);
+	/* a batch job's relay streams as the job runs: tell it now */
+	report_ex(&ev, !is_batch());
 	return 0;
 }
 
@@ -488,7 +529,7 @@ int remote_exit(spank_t sp)
 		goto out;
 	if (is_batch()) {
 		stop_relay();
-	} else if (spool_events_pending(&rs.spool)) {
+	} else if (rs.queued) {
 		/* a batch job's relay takes these too; for an srun outside a
 		 * batch job the node's relay does (woken, or started) */
 		if (!spool_has_file(&rs.spool, "meta"))
@@ -496,6 +537,11 @@ int remote_exit(spank_t sp)
 		relay_node_kick(tg.relay, tg.args.spool);
 	}
 out:
+	for (size_t i = 0; i < rs.n_held; i++)
+		free(rs.held[i]); /* only when reports went off meanwhile */
+	free(rs.held);
+	rs.held = NULL;
+	rs.n_held = 0;
 	if (rs.spool_ok)
 		spool_job_close(&rs.spool);
 	explicit_bzero(rs.ticket, sizeof(rs.ticket));

@@ -42,6 +42,21 @@ static void check_ticket(const struct tier_request *req,
 	d->ticket_valid = true;
 }
 
+/* The groups only when a group rule names t and none were given yet. */
+static bool entitled_by_loaded_groups(const struct tier_table *tab,
+				      const struct tier *t,
+				      const struct tier_request *req)
+{
+	const char *const *groups = NULL;
+	size_t n = 0;
+
+	if (!req->load_groups || req->n_groups ||
+	    !tier_has_group_rule(tab, t))
+		return false;
+	req->load_groups(req->load_groups_arg, &groups, &n);
+	return n && tier_entitled(tab, t, NULL, groups, n, NULL);
+}
+
 int tier_decide(const struct tier_table *tab, const struct tier_request *req,
 		struct tier_decision *d)
 {
@@ -76,7 +91,8 @@ int tier_decide(const struct tier_table *tab, const struct tier_request *req,
 		return 0;
 	}
 	if (tier_entitled(tab, t, req->user, req->groups, req->n_groups,
-			  req->account)) {
+			  req->account) ||
+	    entitled_by_loaded_groups(tab, t, req)) {
 		d->tier = t;
 		d->source = t == tier_default(tab) ? TIER_FROM_DEFAULT :
 						     TIER_FROM_LOCAL;

@@ -26,6 +26,14 @@ struct tier_request {
 	const char *user;
 	const char *const *groups;
 	size_t n_groups;
+	/*
+	 * Optional: called at most once, and only when a group rule could
+	 * grant the requested tier, to fill groups/n_groups (a group lookup
+	 * goes through NSS: getgrouplist loads every group service).
+	 */
+	void (*load_groups)(void *arg, const char *const **groups,
+			    size_t *n_groups);
+	void *load_groups_arg;
 	const char *account; /* NULL when unknown */
 	time_t now;
 };

@@ -10,10 +10,7 @@
 int identity_load(uid_t uid, gid_t gid, struct identity *id)
 {
 	struct passwd pw, *pwp = NULL;
-	struct group gr, *grp;
 	char buf[16384];
-	gid_t gids[IDENTITY_MAX_GROUPS];
-	int n = IDENTITY_MAX_GROUPS, i;
 
 	memset(id, 0, sizeof(*id));
 	id->uid = uid;
@@ -21,7 +18,20 @@ int identity_load(uid_t uid, gid_t gid, struct identity *id)
 	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &pwp) != 0 || !pwp)
 		return -ENOENT;
 	snprintf(id->user, sizeof(id->user), "%s", pw.pw_name);
-	if (getgrouplist(pw.pw_name, gid, gids, &n) < 0)
+	return 0;
+}
+
+void identity_load_groups(struct identity *id)
+{
+	struct group gr, *grp;
+	char buf[16384];
+	gid_t gids[IDENTITY_MAX_GROUPS];
+	int n = IDENTITY_MAX_GROUPS, i;
+
+	if (id->groups_loaded || !id->user[0])
+		return;
+	id->groups_loaded = true;
+	if (getgrouplist(id->user, id->gid, gids, &n) < 0)
 		n = IDENTITY_MAX_GROUPS; /* truncated list: use what fits */
 	for (i = 0; i < n && id->n_groups < IDENTITY_MAX_GROUPS; i++) {
 		grp = NULL;
@@ -33,5 +43,13 @@ int identity_load(uid_t uid, gid_t gid, struct identity *id)
 		id->groups[id->n_groups] = id->group_names[id->n_groups];
 		id->n_groups++;
 	}
-	return 0;
+}
+
+void identity_groups_cb(void *arg, const char *const **groups, size_t *n)
+{
+	struct identity *id = arg;
+
+	identity_load_groups(id);
+	*groups = id->groups;
+	*n = id->n_groups;
 }

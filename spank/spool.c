@@ -19,6 +19,11 @@ static int mkdir_p(const char *path, mode_t mode)
 {
 	char tmp[4096], *p;
 
+	/* the parents exist but for the first job on a fresh node */
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
 	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
 	for (p = tmp + 1; *p; p++) {
@@ -38,6 +43,7 @@ int spool_job_open_dir(const char *dir, struct spool_job *sj)
 {
 	int rv;
 
+	sj->dir_fd = sj->seq_fd = -1;
 	if (snprintf(sj->dir, sizeof(sj->dir), "%s", dir) >=
 	    (int)sizeof(sj->dir))
 		return -ENAMETOOLONG;
@@ -52,8 +58,8 @@ int spool_job_open_dir(const char *dir, struct spool_job *sj)
 		log_err("spool: cannot open %s: %m", dir);
 		return rv;
 	}
-	if ((mkdirat(sj->dir_fd, "events", 0700) < 0 && errno != EEXIST) ||
-	    (mkdirat(sj->dir_fd, "dead", 0700) < 0 && errno != EEXIST)) {
+	/* dead/ is made by the relay when the gateway first refuses one */
+	if (mkdirat(sj->dir_fd, "events", 0700) < 0 && errno != EEXIST) {
 		rv = -errno;
 		log_err("spool: cannot create events dirs in %s: %m", dir);
 		close(sj->dir_fd);
@@ -78,7 +84,9 @@ void spool_job_close(struct spool_job *sj)
 {
 	if (sj->dir_fd >= 0)
 		close(sj->dir_fd);
-	sj->dir_fd = -1;
+	if (sj->seq_fd >= 0)
+		close(sj->seq_fd);
+	sj->dir_fd = sj->seq_fd = -1;
 }
 
 int spool_lock(struct spool_job *sj, const char *which, bool wait,
@@ -166,33 +174,107 @@ bool spool_has_file(struct spool_job *sj, const char *name)
 	return faccessat(sj->dir_fd, name, F_OK, 0) == 0;
 }
 
-int spool_event_append(struct spool_job *sj, const char *json)
+/* The last sequence number: kept in the seq lock file itself (no file to
+ * replace per event); a spool written before that keeps it in "seq". */
+static unsigned long seq_read(struct spool_job *sj, int lock_fd)
+{
+	char buf[32];
+	ssize_t n = pread(lock_fd, buf, sizeof(buf) - 1, 0);
+
+	if (n > 0) {
+		buf[n] = '\0';
+		return strtoul(buf, NULL, 10);
+	}
+	if (spool_read_file(sj, "seq", buf, sizeof(buf)) > 0)
+		return strtoul(buf, NULL, 10);
+	return 0;
+}
+
+/* Write one event under the seq lock; seq is the last number used. */
+static int append_locked(struct spool_job *sj, const char *json,
+			 unsigned long *seq)
+{
+	char tmp[64], name[64];
+	size_t len = strlen(json), off = 0;
+	int fd, rv = 0, tries;
+
+	snprintf(tmp, sizeof(tmp), "events/.new.%d.tmp", (int)getpid());
+	fd = openat(sj->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -errno;
+	while (off < len) {
+		ssize_t n = write(fd, json + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rv = -errno;
+			break;
+		}
+		off += (size_t)n;
+	}
+	close(fd);
+	/* never replace an event: a number already taken (the counter lost
+	 * by a crash between the rename and saving it) is skipped */
+	for (tries = 0; !rv; tries++) {
+		++*seq;
+		snprintf(name, sizeof(name), "events/%010lu.json", *seq);
+		if (renameat2(sj->dir_fd, tmp, sj->dir_fd, name,
+			      RENAME_NOREPLACE) == 0)
+			break;
+		if (errno != EEXIST || tries >= 1000)
+			rv = -errno;
+	}
+	if (rv)
+		unlinkat(sj->dir_fd, tmp, 0);
+	return rv;
+}
+
+int spool_event_append_n(struct spool_job *sj, const char *const *jsons,
+			 size_t n)
 {
 	struct stat st;
-	char buf[32], name[64];
-	unsigned long seq = 0;
-	int lock_fd, rv;
+	char buf[32];
+	unsigned long seq, first;
+	size_t i;
+	int rv = 0;
 
-	rv = spool_lock(sj, SPOOL_LOCK_SEQ, true, &lock_fd);
-	if (rv)
-		return rv;
+	if (sj->seq_fd < 0) {
+		sj->seq_fd = openat(sj->dir_fd, SPOOL_LOCK_SEQ,
+				    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (sj->seq_fd < 0)
+			return -errno;
+	}
+	if (flock(sj->seq_fd, LOCK_EX) < 0)
+		return -errno;
 	/* a relay may have removed the (empty) dir since we opened it */
 	if (fstat(sj->dir_fd, &st) < 0 || st.st_nlink == 0) {
 		rv = -ESTALE;
 		goto out_unlock;
 	}
-	if (spool_read_file(sj, "seq", buf, sizeof(buf)) > 0)
-		seq = strtoul(buf, NULL, 10);
-	seq++;
-	snprintf(buf, sizeof(buf), "%lu\n", seq);
-	rv = spool_write_file(sj, "seq", buf);
+	first = seq = seq_read(sj, sj->seq_fd);
+	for (i = 0; i < n && !rv; i++)
+		rv = append_locked(sj, jsons[i], &seq);
 	if (rv)
-		goto out_unlock;
-	snprintf(name, sizeof(name), "events/%010lu.json", seq);
-	rv = spool_write_file(sj, name, json);
+		log_err("spool: cannot queue an event in %s: %s", sj->dir,
+			strerror(-rv));
+	if (seq != first) {
+		/* fixed width: a shorter number never leaves digits behind */
+		snprintf(buf, sizeof(buf), "%020lu\n", seq);
+		if (pwrite(sj->seq_fd, buf, strlen(buf), 0) !=
+		    (ssize_t)strlen(buf))
+			log_err("spool: cannot save the event counter in %s: %m",
+				sj->dir);
+	}
 out_unlock:
-	spool_unlock(lock_fd);
+	flock(sj->seq_fd, LOCK_UN);
 	return rv;
+}
+
+int spool_event_append(struct spool_job *sj, const char *json)
+{
+	return spool_event_append_n(sj, &json, 1);
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -300,6 +382,8 @@ int spool_event_dead(struct spool_job *sj, const char *name)
 
 	snprintf(from, sizeof(from), "events/%s", name);
 	snprintf(to, sizeof(to), "dead/%s", name);
+	if (mkdirat(sj->dir_fd, "dead", 0700) < 0 && errno != EEXIST)
+		return -errno;
 	return renameat(sj->dir_fd, from, sj->dir_fd, to) < 0 ? -errno : 0;
 }
 

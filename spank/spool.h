@@ -2,10 +2,12 @@
  * spool.h: the on-node spool that keeps what could not be delivered yet.
  *
  *   <spool>/<site>-<jobid>/            one dir per job (0700, root)
- *       .seq.lock, .relay.lock         flocks: seq allocation, one relay
- *       seq                            last event sequence number
+ *       .seq.lock, .relay.lock         flocks: seq allocation, one relay;
+ *                                      .seq.lock holds the last sequence
+ *                                      number (older spools: a "seq" file)
  *       events/<seq:010>.json          undelivered events, in order
- *       dead/<seq:010>.json            events the gateway refused (4xx)
+ *       dead/<seq:010>.json            events the gateway refused (4xx;
+ *                                      dead/ made at the first one)
  *       meta                           key=value: what the relay needs
  *       stdio                          "stream<TAB>path-of-fd" lines
  *       <stream>.acked                 bytes of a stream the gateway holds
@@ -13,7 +15,11 @@
  *
  * Several slurmstepds of one job on one node (batch and srun steps) append
  * concurrently; seq numbers are allocated under the flock, files appear by
- * rename(2), so a reader sees whole events in order.  Plain C.
+ * rename(2) (never over an existing one), so a reader sees whole events in
+ * order.  Nothing is fsync'ed (it never was; see "The on-node spool" in
+ * docs/protocol.md): queued events survive the death of any process
+ * (slurmstepd, the relay, the gateway), not a crash of the node's kernel.
+ * Plain C.
  */
 #ifndef TIERGATE_SPANK_SPOOL_H
 #define TIERGATE_SPANK_SPOOL_H
@@ -25,6 +31,7 @@
 struct spool_job {
 	char dir[4096];
 	int dir_fd;
+	int seq_fd; /* .seq.lock, opened at the first append, kept open */
 };
 
 /* Create (0700) or open the job's directory. */
@@ -38,6 +45,10 @@ void spool_job_close(struct spool_job *sj);
  * when the dir was removed since it was opened (open it again).
  */
 int spool_event_append(struct spool_job *sj, const char *json);
+/* Append n events in this order under one lock (all or the first few:
+ * on error the ones before the failing one stay queued). */
+int spool_event_append_n(struct spool_job *sj, const char *const *jsons,
+			 size_t n);
 /* True when undelivered events exist (so a new one must queue behind). */
 bool spool_events_pending(struct spool_job *sj);
 /*

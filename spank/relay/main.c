@@ -493,9 +493,38 @@ static bool meta_is_batch(struct spool_job *sj)
  * Deliver the queued events of one job dir nobody else is working on.
  * Returns the number of events still waiting (0: nothing to do).
  */
+/*
+ * Gateways that failed during this pass of the node relay: the other job
+ * dirs bound for one wait for the next pass instead of each paying a
+ * MUNGE credential and a connection attempt (an outage must not cost the
+ * node CPU per queued job).
+ */
+#define FAILED_MAX 8
+static char failed_gw[FAILED_MAX][512];
+static int n_failed_gw;
+
+static bool gateway_failed(const char *gw)
+{
+	for (int i = 0; i < n_failed_gw; i++)
+		if (!strcmp(failed_gw[i], gw))
+			return true;
+	return false;
+}
+
+static void meta_gateway(struct spool_job *sj, char *gw, size_t len)
+{
+	char meta[16384];
+
+	gw[0] = '\0';
+	if (spool_read_file(sj, "meta", meta, sizeof(meta)) > 0)
+		meta_get(meta, "gateway", gw, len);
+	explicit_bzero(meta, sizeof(meta)); /* it holds the ticket */
+}
+
 static int deliver_dir_events(const char *dir)
 {
 	struct relay r = {0};
+	char gw[512];
 	int lock_fd = -1, pending = 0;
 
 	if (spool_job_open_dir(dir, &r.sj))
@@ -503,8 +532,18 @@ static int deliver_dir_events(const char *dir)
 	if (!spool_events_pending(&r.sj) ||
 	    spool_lock(&r.sj, SPOOL_LOCK_RELAY, false, &lock_fd))
 		goto out; /* empty, or its batch relay has it */
-	if (load_meta(&r) == 0 && spool_events_each(&r.sj, send_event, &r))
+	meta_gateway(&r.sj, gw, sizeof(gw));
+	if (gw[0] && gateway_failed(gw)) {
+		spool_unlock(lock_fd);
 		pending = 1;
+		goto out;
+	}
+	if (load_meta(&r) == 0 && spool_events_each(&r.sj, send_event, &r)) {
+		pending = 1;
+		if (gw[0] && n_failed_gw < FAILED_MAX)
+			snprintf(failed_gw[n_failed_gw++], sizeof(failed_gw[0]),
+				 "%s", gw);
+	}
 	deliverer_free(r.d);
 	/* a job without a batch step: nothing else will remove its dir; a
 	 * batch job's dir goes only after its end */
@@ -555,6 +594,8 @@ static int run_node(const char *spool, long idle_s)
 		int pending = 0, wait_ms;
 		bool stop = false;
 		DIR *d = opendir(spool);
+
+		n_failed_gw = 0; /* each pass tries every gateway again */
 
 		while (d && (de = readdir(d))) {
 			struct stat st;

@@ -20,8 +20,48 @@ lock = threading.Lock()
 seen_ids = set()
 
 
+try:  # libmunge in-process, as the gateway decodes (no unmunge fork per event)
+    import ctypes
+    _munge = ctypes.CDLL("libmunge.so.2")
+    _munge.munge_ctx_create.restype = ctypes.c_void_p
+    _munge.munge_ctx_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p]
+    _munge.munge_ctx_destroy.argtypes = [ctypes.c_void_p]
+    _munge.munge_decode.argtypes = [
+        ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+        ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_uint),
+        ctypes.POINTER(ctypes.c_uint)]
+    _libc = ctypes.CDLL(None)
+    _libc.free.argtypes = [ctypes.c_void_p]
+except OSError:
+    _munge = None
+MUNGE_OPT_SOCKET = 8
+
+
+def _unmunge_lib(cred, sock):
+    ctx = _munge.munge_ctx_create()
+    try:
+        _munge.munge_ctx_set(ctx, MUNGE_OPT_SOCKET, sock.encode())
+        buf, n = ctypes.c_void_p(), ctypes.c_int()
+        uid, gid = ctypes.c_uint(), ctypes.c_uint()
+        rc = _munge.munge_decode(cred.encode(), ctx, ctypes.byref(buf),
+                                 ctypes.byref(n), ctypes.byref(uid),
+                                 ctypes.byref(gid))
+        payload = ctypes.string_at(buf, n.value).decode(errors="replace") \
+            if buf.value else ""
+        if buf.value:
+            _libc.free(buf)
+        return (payload, "UID: (%d)" % uid.value) if rc == 0 else (None, None)
+    finally:
+        _munge.munge_ctx_destroy(ctx)
+
+
 def unmunge(cred, sockets):
     for sock in sockets:
+        if _munge:
+            payload, uid = _unmunge_lib(cred, sock)
+            if payload is not None:
+                return payload, uid
+            continue
         p = subprocess.run(["unmunge", "-S", sock], input=cred.encode(),
                            capture_output=True)
         if p.returncode == 0:

@@ -10,11 +10,14 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -208,6 +211,70 @@ static void test_decide_local_policy(void **state)
 				   "premium, gold)");
 }
 
+struct lazy_groups {
+	int calls;
+	const char *const *groups;
+	size_t n;
+};
+
+static void lazy_groups_cb(void *arg, const char *const **groups, size_t *n)
+{
+	struct lazy_groups *lg = arg;
+
+	lg->calls++;
+	*groups = lg->groups;
+	*n = lg->n;
+}
+
+/* Groups cost an NSS lookup: asked for only when a group rule could grant
+ * the requested tier, and then they count like given ones. */
+static void test_decide_loads_groups_lazily(void **state)
+{
+	struct dstate *s = *state;
+	const char *const physics[] = {"users", "physics"};
+	struct lazy_groups lg = {.groups = physics, .n = 2};
+	struct ticket_check tc = {0};
+	struct tier_decision d;
+	struct tier_request r = {
+		.ticket = &tc,
+		.user = "bob",
+		.load_groups = lazy_groups_cb,
+		.load_groups_arg = &lg,
+		.now = time(NULL),
+	};
+
+	/* no tier asked for, the default, a tier no group rule names: none */
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	r.requested = "basic";
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	r.requested = "gold";
+	r.account = "astro";
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	r.account = NULL;
+	assert_int_equal(tier_decide(s->tab, &r, &d), -EPERM);
+	assert_int_equal(lg.calls, 0);
+	/* granted by user name: no lookup either */
+	r.user = "alice";
+	r.requested = "premium";
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	assert_int_equal(lg.calls, 0);
+	/* granted by a group: looked up once */
+	r.user = "bob";
+	assert_int_equal(tier_decide(s->tab, &r, &d), 0);
+	assert_string_equal(d.tier->name, "premium");
+	assert_int_equal(d.source, TIER_FROM_LOCAL);
+	assert_int_equal(lg.calls, 1);
+	/* not in the group: refused, with the usual reason */
+	lg.n = 1;
+	assert_int_equal(tier_decide(s->tab, &r, &d), -EPERM);
+	assert_string_equal(d.why,
+			    "user bob is not entitled to CPU tier 'premium'");
+	assert_int_equal(lg.calls, 2);
+	assert_true(tier_has_group_rule(s->tab, tier_find(s->tab, "premium")));
+	assert_false(tier_has_group_rule(s->tab, tier_find(s->tab, "gold")));
+	assert_false(tier_has_group_rule(s->tab, NULL));
+}
+
 static void test_decide_tickets(void **state)
 {
 	struct dstate *s = *state;
@@ -392,6 +459,106 @@ static void test_event_json(void **state)
 	free(s);
 }
 
+/* The hand-written JSON is what jansson wrote, byte for byte. */
+static char *jansson_event(const struct tg_event *ev)
+{
+	char step[16], id[256];
+	json_t *o = json_object();
+	char *text;
+
+	event_step_name(ev->step_id, step, sizeof(step));
+	if (ev->task >= 0)
+		snprintf(id, sizeof(id), "%s/%u/%s/%s/%s/%d@%lld", ev->site,
+			 ev->job_id, step, ev->node, ev->kind, ev->task,
+			 (long long)ev->step_start_ms);
+	else
+		snprintf(id, sizeof(id), "%s/%u/%s/%s/%s@%lld", ev->site,
+			 ev->job_id, step, ev->node, ev->kind,
+			 (long long)ev->step_start_ms);
+#define S(k, v)                                                           \
+	if (v)                                                            \
+	json_object_set_new(o, k, json_string(v))
+	json_object_set_new(o, "id", json_string(id));
+	S("kind", ev->kind);
+	S("site", ev->site);
+	json_object_set_new(o, "job_id", json_integer(ev->job_id));
+	json_object_set_new(o, "step", json_string(step));
+	S("node", ev->node);
+	S("user", ev->user);
+	S("tier", ev->tier);
+	S("tier_source", ev->tier_source);
+	S("cores", ev->cores);
+	S("gw_job", ev->gw_job);
+	S("request_id", ev->request_id);
+	S("message", ev->message);
+#undef S
+	json_object_set_new(o, "time_ms", json_integer(ev->time_ms));
+	if (ev->task >= 0) {
+		json_object_set_new(o, "task", json_integer(ev->task));
+		json_object_set_new(o, "wait_status",
+				    json_integer(ev->wait_status));
+		if (WIFEXITED(ev->wait_status))
+			json_object_set_new(
+			    o, "exit_code",
+			    json_integer(WEXITSTATUS(ev->wait_status)));
+		if (WIFSIGNALED(ev->wait_status))
+			json_object_set_new(o, "signal",
+					    json_integer(WTERMSIG(ev->wait_status)));
+	}
+	if (!strcmp(ev->kind, "step_end"))
+		json_object_set_new(o, "cpu_seconds",
+				    json_real(ev->cpu_seconds));
+	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return text;
+}
+
+static void test_event_json_as_jansson(void **state)
+{
+	static const char *const strs[] = {
+		"plain", "", "q\"uo\\te/slash", "ctl\x01\x1f\b\f\n\r\t\x7f",
+		"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+		"bad\xc3", "bad\xc0\xaf", "bad\xed\xa0\x80", "bad\xf4\x90\x80\x80",
+		"bad\xff", "bad\xe0\x80\x80",
+	};
+	static const double cpus[] = {0, 1, 0.25, 0.1, 1e-7, 12345.678,
+				      1e20, 3.5e-300, 123456789012345678.0,
+				      NAN, INFINITY};
+	static const char *const kinds[] = {"step_start", "task_exit",
+					    "step_end", "tier_refused"};
+	size_t i, k, c;
+
+	(void)state;
+	for (i = 0; i < sizeof(strs) / sizeof(*strs); i++)
+		for (k = 0; k < 4; k++)
+			for (c = 0; c < sizeof(cpus) / sizeof(*cpus); c++) {
+				struct tg_event ev = {
+					.kind = kinds[k], .site = "alpha",
+					.job_id = 4000000000u,
+					.step_id = c & 1 ? 3 : EVENT_STEP_BATCH,
+					.node = c == 2 ? strs[i] : "a1",
+					.user = strs[i], .tier = "basic",
+					.tier_source = c & 2 ? NULL : "local",
+					.cores = "0-1", .gw_job = strs[i],
+					.request_id = c & 1 ? NULL : strs[i],
+					.message = strs[i],
+					.task = k == 1 ? (int)c : -1,
+					.wait_status = c & 1 ? 9 : 3 << 8,
+					.cpu_seconds = cpus[c],
+					.time_ms = 1795628288839,
+					.step_start_ms = -5,
+				};
+				char *mine = event_to_json(&ev);
+				char *want = jansson_event(&ev);
+
+				assert_non_null(mine);
+				assert_non_null(want);
+				assert_string_equal(mine, want);
+				free(mine);
+				free(want);
+			}
+}
+
 struct collect {
 	char names[8][64];
 	char bodies[8][64];
@@ -411,6 +578,61 @@ static int collect_cb(struct spool_job *sj, const char *name,
 	snprintf(c->bodies[c->n], 64, "%s", json);
 	c->n++;
 	return 0;
+}
+
+/* The counter lives in the lock file; an older spool's "seq" file is
+ * continued, and a number already taken is never written over. */
+static void test_spool_counter(void **state)
+{
+	char root[] = "/tmp/tg-spool-XXXXXX", body[64];
+	struct spool_job sj;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_job_open(root, "alpha", 8, &sj), 0);
+	assert_false(spool_has_file(&sj, "dead")); /* made when needed */
+	assert_int_equal(spool_write_file(&sj, "seq", "5\n"), 0);
+	assert_int_equal(spool_event_append(&sj, "{\"n\":6}"), 0);
+	assert_true(spool_has_file(&sj, "events/0000000006.json"));
+	/* the counter was lost (say, a crash) while 7 and 8 exist */
+	fd = openat(sj.dir_fd, "events/0000000007.json",
+		    O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = openat(sj.dir_fd, "events/0000000008.json",
+		    O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "{\"n\":8}", 7), 7);
+	close(fd);
+	assert_int_equal(spool_event_append(&sj, "{\"n\":9}"), 0);
+	assert_int_equal(spool_read_file(&sj, "events/0000000008.json", body,
+					 sizeof(body)),
+			 7);
+	assert_string_equal(body, "{\"n\":8}");
+	assert_int_equal(spool_read_file(&sj, "events/0000000009.json", body,
+					 sizeof(body)),
+			 7);
+	assert_string_equal(body, "{\"n\":9}");
+	assert_int_equal(spool_event_append(&sj, "{\"n\":10}"), 0);
+	assert_true(spool_has_file(&sj, "events/0000000010.json"));
+	/* several under one lock, in order */
+	{
+		const char *const two[] = {"{\"n\":11}", "{\"n\":12}"};
+
+		assert_int_equal(spool_event_append_n(&sj, two, 2), 0);
+		assert_int_equal(spool_read_file(&sj, "events/0000000012.json",
+						 body, sizeof(body)),
+				 8);
+		assert_string_equal(body, "{\"n\":12}");
+		assert_int_equal(spool_read_file(&sj, "events/0000000011.json",
+						 body, sizeof(body)),
+				 8);
+		assert_string_equal(body, "{\"n\":11}");
+	}
+	assert_int_equal(spool_remove_job(&sj), 0);
+	spool_job_close(&sj);
+	rmdir(root);
 }
 
 static void test_spool_order_and_resume(void **state)
@@ -483,13 +705,17 @@ int main(void)
 		cmocka_unit_test(test_args_errors_name_the_key),
 		cmocka_unit_test_setup_teardown(test_decide_local_policy,
 						decide_setup, decide_teardown),
+		cmocka_unit_test_setup_teardown(test_decide_loads_groups_lazily,
+						decide_setup, decide_teardown),
 		cmocka_unit_test_setup_teardown(test_decide_tickets,
 						decide_setup, decide_teardown),
 		cmocka_unit_test(test_cpuset),
 		cmocka_unit_test(test_hostlist),
 		cmocka_unit_test(test_cmdline),
 		cmocka_unit_test(test_event_json),
+		cmocka_unit_test(test_event_json_as_jansson),
 		cmocka_unit_test(test_spool_order_and_resume),
+		cmocka_unit_test(test_spool_counter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
