@@ -156,6 +156,17 @@ static void store_change(struct http_req *req, struct gw *gw,
 	http_req_suspend(req);
 }
 
+/* The body's copy of a token: wiped before it is freed. */
+static void wipe_and_decref(json_t *body)
+{
+	json_t *t = json_object_get(body, "token");
+
+	if (json_is_string(t) && json_string_length(t))
+		explicit_bzero((char *)json_string_value(t),
+			       json_string_length(t));
+	json_decref(body);
+}
+
 void api_credential_put(struct http_req *req, void *arg)
 {
 	struct gw *gw = arg;
@@ -202,11 +213,11 @@ void api_credential_put(struct http_req *req, void *arg)
 	}
 	snprintf(p->site, sizeof(p->site), "%s", sc->name);
 	snprintf(p->user, sizeof(p->user), "%s", id->user);
-	json_decref(body);
+	wipe_and_decref(body);
 	store_change(req, gw, p);
 	return;
 out:
-	json_decref(body);
+	wipe_and_decref(body);
 	cred_put_free(p);
 }
 

@@ -12,9 +12,14 @@
 #include "api.h"
 #include "jobs.h"
 #include "log.h"
+#include "loop.h"
 #include "output_store.h"
 #include "store.h"
 #include "ticket.h"
+
+/* How long after the latest unresolved submit began unknown Slurm ids
+ * at its site are asked to wait (503 job_not_ready). */
+#define NOT_READY_MAX_MS (10 * 60 * 1000u)
 
 /* One node report in flight: auth, then the store. */
 struct node_op {
@@ -160,7 +165,10 @@ static bool not_ready(struct node_op *op, const struct gw_job *j)
 	struct gw_site *s = gw_site_find(op->gw, op->site);
 	char msg[160];
 
-	if (j || !s || !s->awaiting_id)
+	/* bounded: a submit stuck for long (a site down for hours, a user's
+	 * token gone) must not hold every unknown job's reports back */
+	if (j || !s || !s->awaiting_id ||
+	    loop_clock_ms() - s->awaiting_since_ms > NOT_READY_MAX_MS)
 		return false;
 	snprintf(msg, sizeof(msg),
 		 "Slurm job %llu at %s is not known yet (%u submit%s "

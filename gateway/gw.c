@@ -71,6 +71,7 @@ void gw_site_record(struct gw_site *s, bool ok, const char *error)
 	}
 	snprintf(s->last_error, sizeof(s->last_error), "%s",
 		 error ? error : "error");
+	s->last_fail_ms = loop_clock_ms();
 	if (++s->consecutive_failures >= BREAKER_THRESHOLD ||
 	    s->breaker == BREAKER_HALF_OPEN) {
 		if (s->breaker != BREAKER_OPEN)
@@ -84,6 +85,8 @@ void gw_site_record(struct gw_site *s, bool ok, const char *error)
 
 void gw_site_record_result(struct gw_site *s, const struct site_result *r)
 {
+	if (r->busy)
+		return; /* our own queue for the site was full: not sent */
 	switch (r->err) {
 	case SITE_ERR_OK:
 	case SITE_ERR_REJECTED:

@@ -45,6 +45,7 @@ struct gw_site {
 	uint64_t upstream_calls; /* every call made to the site */
 	/* jobs whose submit may be at the site without its id known here */
 	unsigned awaiting_id;
+	uint64_t awaiting_since_ms; /* the latest of them began (loop clock) */
 	/* queue wait of the site's recent jobs (submit to start), seconds */
 	double queue_wait_s;
 	uint64_t queue_waits; /* jobs seen start */
@@ -60,6 +61,7 @@ struct gw_site {
 	uint64_t finder_until_ms;
 	uint64_t polls;
 	int64_t last_ok; /* unix seconds, 0: never */
+	uint64_t last_fail_ms; /* loop clock of the last failed call, 0: never */
 	char last_error[256];
 };
 

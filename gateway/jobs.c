@@ -19,6 +19,7 @@
 #define SUBMIT_ATTEMPTS_MAX 8
 #define FINDER_WAIT_MS 250    /* behind another job's lookup: look again */
 #define FINDER_SLACK_MS 1000 /* a lookup's call may take its timeout + this */
+#define FIND_SETTLE_MS 5000  /* after a site failed: submits still landing */
 
 static const char *const job_task_state_names[] = {
 	JOB_TASK_STATES(TASK_STATE_NAME)};
@@ -254,8 +255,10 @@ static void count_awaiting(struct gw_job *j, bool before)
 
 	if (!j->site || now == before)
 		return;
-	if (now)
+	if (now) {
 		j->site->awaiting_id++;
+		j->site->awaiting_since_ms = loop_clock_ms();
+	}
 	else if (j->site->awaiting_id)
 		j->site->awaiting_id--;
 }
@@ -516,6 +519,29 @@ static const struct site_cred *poll_cred(struct gw_job *j,
 	return c;
 }
 
+/* The longest a call to the job's site may take. */
+static uint64_t call_time_ms(const struct gw_job *j)
+{
+	return (uint64_t)j->site->cfg->request_timeout_s * 1000u;
+}
+
+/*
+ * When a list of the site's jobs can say "ours is not there": after our
+ * submit had time to land (find_after_ms), and a while after the site's
+ * last failure: a submit that slurmrestd still retries towards a
+ * slurmctld coming back lands just after it answers again (test 0310:
+ * slurmctld restarted; a list made at once missed the job, and the
+ * gateway submitted it twice).
+ */
+static uint64_t find_not_before(const struct gw_job *j)
+{
+	uint64_t settle = j->site->last_fail_ms
+			      ? j->site->last_fail_ms + FIND_SETTLE_MS
+			      : 0;
+
+	return settle > j->find_after_ms ? settle : j->find_after_ms;
+}
+
 static int start_find(struct gw_job *j)
 {
 	struct site_cred cred;
@@ -550,13 +576,16 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s);
 static enum task_step resolve_find(struct gw_job *j,
 				   const struct site_job *jobs, size_t n_jobs);
 
-/* FINDING behind another job's lookup: look again soon, not a failure. */
-static enum task_step wait_for_finder(struct gw_job *j)
+/*
+ * FINDING, not yet: behind another job's lookup, or until a submit of
+ * unknown outcome had time to land.  Look again after ms; not a failure.
+ */
+static enum task_step wait_for_finder(struct gw_job *j, uint64_t ms)
 {
 	j->after_backoff = FINDING;
 	task_set_state(&j->task, BACKOFF);
-	task_sleep(&j->task, FINDER_WAIT_MS);
-	task_wait_on(&j->task, "another job's find-by-tag");
+	task_sleep(&j->task, ms);
+	task_wait_on(&j->task, "a lookup by tag that can see our submit");
 	return TASK_WAIT;
 }
 
@@ -622,23 +651,28 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 		return backoff(j, s);
 	task_set_state(&j->task, s);
 	switch (s) {
-	case FINDING:
-		if (find_shared(j)) {
-			uint64_t now = loop_clock_ms();
+	case FINDING: {
+		uint64_t now = loop_clock_ms(), after = find_not_before(j);
 
-			/* a list begun after our submit ended answers it */
-			if (j->site->tagged_at_ms > j->find_after_ms)
-				return resolve_find(j, j->site->tagged,
-						    j->site->n_tagged);
+		/* a list begun late enough answers it */
+		if (find_shared(j) && j->site->tagged_at_ms > after)
+			return resolve_find(j, j->site->tagged,
+					    j->site->n_tagged);
+		/* one begun sooner would prove nothing */
+		if (now < after)
+			return wait_for_finder(j, after - now);
+		if (find_shared(j)) {
 			/* another job's lookup is on its way: its answer */
 			if (now < j->site->finder_until_ms)
-				return wait_for_finder(j);
+				return wait_for_finder(j, FINDER_WAIT_MS);
 			j->site->finder_until_ms =
-			    now + j->site->cfg->request_timeout_s * 1000ull +
-			    FINDER_SLACK_MS;
+			    now + call_time_ms(j) + FINDER_SLACK_MS;
 		}
 		rv = start_find(j);
+		if (rv && find_shared(j))
+			j->site->finder_until_ms = 0; /* never left: others go */
 		break;
+	}
 	case SUBMITTING:
 		rv = start_submit(j);
 		break;
@@ -741,9 +775,14 @@ static enum task_step after_site_call(struct gw_job *j)
 	struct site_result *r = &j->call.result;
 	bool transient = site_err_transient(r->err) || r->outcome_unknown;
 
-	/* a lookup must begin after this to see what the submit did */
+	/*
+	 * A lookup must begin after this to see what the submit did; one of
+	 * unknown outcome may still be on its way into slurmctld behind
+	 * slurmrestd: give it the time a call may take.
+	 */
 	if (j->task.state == SUBMITTING)
-		j->find_after_ms = loop_clock_ms();
+		j->find_after_ms = loop_clock_ms() +
+				   (r->outcome_unknown ? call_time_ms(j) : 0);
 	gw_site_record_result(j->site, r);
 	switch ((enum job_task_state)j->task.state) {
 	case FINDING:
@@ -769,6 +808,13 @@ static enum task_step after_site_call(struct gw_job *j)
 			j->attempts = 0;
 			record_site_id(j, r->job_id);
 			return TASK_WAIT;
+		}
+		if (r->busy) {
+			/* never sent (our connection bound was full): the
+			 * intent stands, submit again; no lookup, no strike */
+			log_info("job %s: submit to %s waits: %s", j->rec.id,
+				 j->rec.site, r->message);
+			return backoff(j, SUBMITTING);
 		}
 		if (transient) {
 			log_warn("job %s: submit to %s: %s; will look for it by tag",
@@ -910,8 +956,9 @@ static enum task_step job_step(struct task *t, unsigned wake)
 			if (j->rec.state == STORE_JOB_ACCEPTED)
 				return enter(j, MARKING);
 			if (j->rec.state == STORE_JOB_SUBMITTING) {
-				/* whatever our last life sent is in by now */
-				j->find_after_ms = loop_clock_ms();
+				/* what our last life sent may still be landing */
+				j->find_after_ms =
+				    loop_clock_ms() + call_time_ms(j);
 				return enter(j, FINDING);
 			}
 			return enter(j, j->cancel_pending ? CANCELLING :

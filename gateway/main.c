@@ -320,7 +320,6 @@ int main(int argc, char **argv)
 	loop_timer_stop(&drain_timer);
 
 out_serve:
-	gw_reload_shutdown();
 	if (gw.server)
 		http_server_free(gw.server);
 out_state:
@@ -330,6 +329,7 @@ out_state:
 	if (gw.output)
 		output_store_free(gw.output);
 out_sites:
+	gw_reload_shutdown(); /* a reload still out must not touch the sites */
 	sites_fini();
 	auth_free(gw.auth);
 out_http:

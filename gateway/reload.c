@@ -6,12 +6,13 @@
  *   - a config that does not load keeps the old one (the error is logged);
  *   - one that changes what only a restart can change (listen address,
  *     state_dir, workers, the server's limits, the set of sites, a site's
- *     url / auth / kind / keys) is refused as a whole, naming each key, so
+ *     url / auth / kind / keys / user map: jobs keep the account they were
+ *     mapped to) is refused as a whole, naming each key, so
  *     that what runs is always exactly one file's content;
  *   - otherwise it replaces the old: users' keys and issuer, admins, the
  *     tier table, the ticket key, TTLs and thresholds, and per site the
- *     user map, partition, poll interval, request timeout, connection
- *     bound, token lifetime and jwt-user's queue estimate.
+ *     partition, poll interval, request timeout, connection bound, token
+ *     lifetime and jwt-user's queue estimate.
  */
 #include "reload.h"
 
@@ -55,6 +56,21 @@ static void add(char *buf, size_t len, const char *what)
 	size_t n = strlen(buf);
 
 	snprintf(buf + n, len - n, "%s%s", n ? ", " : "", what);
+}
+
+static bool same_user_map(const struct gw_site_config *a,
+			  const struct gw_site_config *b)
+{
+	size_t i;
+
+	if (a->user_map_same != b->user_map_same ||
+	    a->n_user_map != b->n_user_map)
+		return false;
+	for (i = 0; i < a->n_user_map; i++)
+		if (strcmp(a->user_map[i].from, b->user_map[i].from) ||
+		    strcmp(a->user_map[i].to, b->user_map[i].to))
+			return false;
+	return true;
 }
 
 /* The keys of old -> new that need a restart, as "listen, [site a] url". */
@@ -103,6 +119,8 @@ static void restart_only(const struct gw_config *o, const struct gw_config *n,
 			   "jwt_key");
 		CHECK_SITE(str_differs(a->munge_socket, b->munge_socket),
 			   "munge_socket");
+		/* each job keeps the site account it was mapped to */
+		CHECK_SITE(!same_user_map(a, b), "user_map");
 #undef CHECK_SITE
 	}
 #undef CHECK_STR

@@ -32,6 +32,7 @@ struct site_poller {
 	int64_t update_time; /* of the last answer, for ?update_time= */
 	int64_t list_started;
 	uint64_t n;
+	uint64_t n_full; /* full lists made */
 	bool full;
 	bool saw_down; /* the breaker was not closed since the last good poll */
 	/* jwt-user: whose token the list in flight used (see apply) */
@@ -100,6 +101,7 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 {
 	struct site_poller *p = (struct site_poller *)t;
 	struct site_cred cred;
+	bool full;
 	int rv;
 
 	if (wake & TASK_WAKE_CANCEL) {
@@ -113,14 +115,19 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 		task_sleep_stop(t);
 		if (p->s->breaker != BREAKER_CLOSED)
 			p->saw_down = true;
+		full = p->n % FULL_LIST_EVERY == 0;
+		/* the users' turns count full lists apart: each user's jobs
+		 * get a full list made with their own token in turn */
 		if (!gw_site_allows(p->s) ||
-		    !creds_poll_cred(p->gw->creds, p->s->cfg, time(NULL), p->n,
-				     &cred)) {
+		    !creds_poll_cred(p->gw->creds, p->s->cfg, time(NULL),
+				     full ? p->n_full : p->n, &cred)) {
 			/* jwt-user: no token yet; events still arrive */
 			task_sleep(t, p->s->cfg->poll_interval_s * 1000);
 			return TASK_WAIT;
 		}
-		p->full = p->n++ % FULL_LIST_EVERY == 0;
+		p->full = full;
+		p->n++;
+		p->n_full += full;
 		p->as_one_user = p->s->cfg->auth == GW_SITE_AUTH_JWT_USER;
 		snprintf(p->listed_as, sizeof(p->listed_as), "%s", cred.user);
 		site_call_reset(&p->call);

@@ -372,6 +372,7 @@ void site_slurmrestd_parse(enum site_op op, uint32_t job_id, const char *tag,
 		case -EAGAIN: /* queued for a connection until too late */
 			e = SITE_ERR_TIMEOUT;
 			r->outcome_unknown = false; /* nothing was sent */
+			r->busy = true;
 			break;
 		case -ECONNREFUSED:
 		case -ENOENT:

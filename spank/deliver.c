@@ -210,6 +210,9 @@ static int classify(long status, const char *what, const char *reply,
 		return 0;
 	snprintf(err, errlen, "%s: gateway answered %ld: %.200s", what, status,
 		 reply);
+	/* this job's reports later; the gateway itself is fine */
+	if (status == 503 && reply && strstr(reply, "\"job_not_ready\""))
+		return -EINPROGRESS;
 	if (status >= 500 || status == 429 || status == 408)
 		return -EAGAIN;
 	return -EBADMSG;

@@ -8,7 +8,9 @@
  *   ticket: "Authorization: Bearer <the job's gateway ticket>".
  *
  * Results: 0 delivered; -EAGAIN worth retrying (connection refused,
- * timeout, 5xx, 429); -EBADMSG the gateway refused it for good (4xx); for
+ * timeout, 5xx, 429); -EINPROGRESS retry this job's reports later, the
+ * gateway is fine (503 job_not_ready: it does not know the Slurm job yet);
+ * -EBADMSG the gateway refused it for good (4xx); for
  * chunks -ESPIPE when the gateway holds a different length (*next_offset
  * says which).
  */

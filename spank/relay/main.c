@@ -285,7 +285,9 @@ static int send_event(struct spool_job *sj, const char *name,
 	}
 	log_info("job %u: event %s not delivered yet: %s", r->job_id, name,
 		 err);
-	return -EAGAIN; /* stop here: later events wait behind it */
+	/* stop here: later events wait behind it; -EINPROGRESS: the gateway
+	 * answers, only this job must wait (it does not know it yet) */
+	return rv == -EINPROGRESS ? -EINPROGRESS : -EAGAIN;
 }
 
 /* One pass; 0 when everything known so far is delivered. */
@@ -525,7 +527,7 @@ static int deliver_dir_events(const char *dir)
 {
 	struct relay r = {0};
 	char gw[512];
-	int lock_fd = -1, pending = 0;
+	int lock_fd = -1, pending = 0, rv;
 
 	if (spool_job_open_dir(dir, &r.sj))
 		return 0;
@@ -538,9 +540,10 @@ static int deliver_dir_events(const char *dir)
 		pending = 1;
 		goto out;
 	}
-	if (load_meta(&r) == 0 && spool_events_each(&r.sj, send_event, &r)) {
+	if (load_meta(&r) == 0 &&
+	    (rv = spool_events_each(&r.sj, send_event, &r)) != 0) {
 		pending = 1;
-		if (gw[0] && n_failed_gw < FAILED_MAX)
+		if (rv != -EINPROGRESS && gw[0] && n_failed_gw < FAILED_MAX)
 			snprintf(failed_gw[n_failed_gw++], sizeof(failed_gw[0]),
 				 "%s", gw);
 	}
