@@ -161,11 +161,10 @@ void site_result_sort(struct site_result *r)
 const struct site_job *site_result_find(const struct site_result *r,
 					uint32_t job_id)
 {
-	struct site_job key;
+	struct site_job key = {.job_id = job_id};
 	size_t i;
 
 	if (r->sorted && r->n_jobs) {
-		key.job_id = job_id;
 		return bsearch(&key, r->jobs, r->n_jobs, sizeof(*r->jobs),
 			       cmp_job_id);
 	}

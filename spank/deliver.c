@@ -211,7 +211,7 @@ static int classify(long status, const char *what, const char *reply,
 	snprintf(err, errlen, "%s: gateway answered %ld: %.200s", what, status,
 		 reply);
 	/* this job's reports later; the gateway itself is fine */
-	if (status == 503 && reply && strstr(reply, "\"job_not_ready\""))
+	if (status == 503 && strstr(reply, "\"job_not_ready\""))
 		return -EINPROGRESS;
 	if (status >= 500 || status == 429 || status == 408)
 		return -EAGAIN;
