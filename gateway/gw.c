@@ -153,3 +153,8 @@ int gw_site_set_tagged(struct gw_site *s, const struct site_result *r,
 	s->tagged_at_ms = started_ms;
 	return 0;
 }
+
+bool gw_site_lists_all(const struct gw_site *s)
+{
+	return s->cfg->auth != GW_SITE_AUTH_JWT_USER;
+}

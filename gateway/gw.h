@@ -98,6 +98,13 @@ struct gw_site *gw_site_find(struct gw *gw, const char *name);
  */
 int gw_site_set_tagged(struct gw_site *s, const struct site_result *r,
 		       uint64_t started_ms);
+/*
+ * Whether a list of the site's jobs shows every job: jwt-key lists as the
+ * SlurmUser, munge as its poll_user; a jwt-user list is what one user may
+ * see (PrivateData=jobs).  Only such a list may share lookups by tag or
+ * call another user's job missing.
+ */
+bool gw_site_lists_all(const struct gw_site *s);
 /* A job of the site started after waiting `seconds` in its queue. */
 void gw_site_queue_wait(struct gw_site *s, int64_t seconds);
 /*

@@ -496,18 +496,17 @@ static int start_submit(struct gw_job *j)
 }
 
 /*
- * Lookups by tag are shared on sites whose lists show every job (jwt-key
- * lists as the SlurmUser, munge as its poll_user): a list of the site's
- * jobs that started after this job's submit ended answers it (the
- * poller's full lists and other jobs' lookups keep one fresh), and one
- * lookup per site is in flight for everyone waiting.  After a site's
- * trouble left hundreds of submits unresolved, that is one call per
- * round instead of hundreds of full lists.  A jwt-user site's list is
- * what one user may see: each job looks with its own token.
+ * Lookups by tag are shared on sites whose lists show every job
+ * (gw_site_lists_all): a list of the site's jobs that started late enough
+ * answers it (the poller's full lists and other jobs' lookups keep one
+ * fresh), and one lookup per site is in flight for everyone waiting.
+ * After a site's trouble left hundreds of submits unresolved, that is one
+ * call per round instead of hundreds of full lists.  Elsewhere each job
+ * looks with its own token.
  */
 static bool find_shared(const struct gw_job *j)
 {
-	return j->site->cfg->auth != GW_SITE_AUTH_JWT_USER;
+	return gw_site_lists_all(j->site);
 }
 
 static const struct site_cred *poll_cred(struct gw_job *j,
@@ -576,31 +575,35 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s);
 static enum task_step resolve_find(struct gw_job *j,
 				   const struct site_job *jobs, size_t n_jobs);
 
+/* BACKOFF for ms, then `then`; `why` says what the job waits for. */
+static enum task_step sleep_then(struct gw_job *j, enum job_task_state then,
+				 uint64_t ms, const char *why)
+{
+	j->after_backoff = then;
+	task_set_state(&j->task, BACKOFF);
+	task_sleep(&j->task, ms);
+	task_wait_on(&j->task, why);
+	return TASK_WAIT;
+}
+
 /*
  * FINDING, not yet: behind another job's lookup, or until a submit of
  * unknown outcome had time to land.  Look again after ms; not a failure.
  */
 static enum task_step wait_for_finder(struct gw_job *j, uint64_t ms)
 {
-	j->after_backoff = FINDING;
-	task_set_state(&j->task, BACKOFF);
-	task_sleep(&j->task, ms);
-	task_wait_on(&j->task, "a lookup by tag that can see our submit");
-	return TASK_WAIT;
+	return sleep_then(j, FINDING, ms,
+			  "a lookup by tag that can see our submit");
 }
 
+/* A failure: wait longer each time in a row, then `then`. */
 static enum task_step backoff(struct gw_job *j, enum job_task_state then)
 {
 	uint64_t ms = BACKOFF_MIN_MS << (j->attempts < 6 ? j->attempts : 6);
 
-	if (ms > BACKOFF_MAX_MS)
-		ms = BACKOFF_MAX_MS;
 	j->attempts++;
-	j->after_backoff = then;
-	task_set_state(&j->task, BACKOFF);
-	task_sleep(&j->task, ms);
-	task_wait_on(&j->task, "backoff");
-	return TASK_WAIT;
+	return sleep_then(j, then, ms > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms,
+			  "backoff");
 }
 
 /*

@@ -35,9 +35,8 @@ struct site_poller {
 	uint64_t n_full; /* full lists made */
 	bool full;
 	bool saw_down; /* the breaker was not closed since the last good poll */
-	/* jwt-user: whose token the list in flight used (see apply) */
+	/* whose token the list in flight used (see apply) */
 	char listed_as[64];
-	bool as_one_user;
 };
 
 struct missing_ctx {
@@ -79,7 +78,7 @@ static void apply(struct site_poller *p)
 	}
 	/* every job of the site, as one who sees all: the jobs looking
 	 * for their tag take their answer from it (jobs.c, FINDING) */
-	if (p->full && !r->not_modified && !p->as_one_user &&
+	if (p->full && !r->not_modified && gw_site_lists_all(p->s) &&
 	    gw_site_set_tagged(p->s, r, p->call.started_ms))
 		log_warn("site %s: out of memory keeping its tagged jobs",
 			 p->s->cfg->name);
@@ -91,7 +90,8 @@ static void apply(struct site_poller *p)
 		 * only if it is theirs.  The token used turns over the users.
 		 */
 		struct missing_ctx m = {p->s, r, p->call.started_ms,
-					p->as_one_user ? p->listed_as : NULL};
+					gw_site_lists_all(p->s) ? NULL
+								: p->listed_as};
 
 		jobs_foreach(p->gw->jobs, mark_missing, &m);
 	}
@@ -128,7 +128,6 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 		p->full = full;
 		p->n++;
 		p->n_full += full;
-		p->as_one_user = p->s->cfg->auth == GW_SITE_AUTH_JWT_USER;
 		snprintf(p->listed_as, sizeof(p->listed_as), "%s", cred.user);
 		site_call_reset(&p->call);
 		p->call.task = t;
