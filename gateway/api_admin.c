@@ -200,11 +200,18 @@ void api_metrics(struct http_req *req, void *arg)
 		"tiergate_http_streams %u\n"
 		"# TYPE tiergate_http_rejected_total counter\n"
 		"tiergate_http_rejected_total %llu\n"
+		"# HELP tiergate_http_held Requests read and waiting for a "
+		"later loop turn (requests_per_turn).\n"
+		"# TYPE tiergate_http_held gauge\n"
+		"tiergate_http_held %u\n"
+		"# TYPE tiergate_http_held_total counter\n"
+		"tiergate_http_held_total %llu\n"
 		"# HELP tiergate_http_requests_total Ended requests by status "
 		"(0: none sent, the client left first).\n"
 		"# TYPE tiergate_http_requests_total counter\n",
 		hs.connections_active, hs.streams_active,
-		(unsigned long long)hs.rejected_limit);
+		(unsigned long long)hs.rejected_limit, hs.held,
+		(unsigned long long)hs.held_total);
 	for (i = 0; i < HTTP_STATUS_MAX; i++)
 		if (hs.by_status[i])
 			bprintf(&b, "tiergate_http_requests_total{code=\"%zu\"} %llu\n",

@@ -144,6 +144,9 @@ struct http_req {
 	bool guard_held;
 	bool client_gone;
 	bool is_stream;
+	bool held;     /* waiting in srv->held for a later turn */
+	bool released; /* let through by held_release: counted already */
+	struct http_req *held_prev, *held_next;
 	struct loop_io *watch; /* client-gone watch while suspended */
 	struct http_stream stream;
 	/* owner */
@@ -174,6 +177,11 @@ struct http_server {
 	struct loop_io *eio;
 	struct loop_timer mhd_timer;
 	struct loop_defer kick;
+	/* requests per turn (see http_server.h, "Work per turn") */
+	uint64_t budget_turn;	 /* loop turn budget_used counts */
+	unsigned budget_used;
+	struct http_req *held_head, *held_tail; /* FIFO */
+	struct loop_defer release;
 	struct route_ent **routes;
 	size_t n_routes, cap_routes;
 	http_guard_fn *guard;
@@ -882,6 +890,96 @@ static void req_client_gone(struct http_req *req, const char *why)
 	mhd_resume(req); /* MHD then drops the connection */
 }
 
+/* ------------------------------------------------- requests per turn */
+
+static void held_release_cb(struct loop_defer *d, void *arg);
+
+/* Requests the handlers may still take this turn. */
+static unsigned budget_left(struct http_server *srv)
+{
+	uint64_t turn = loop_turn(srv->loop);
+
+	if (srv->budget_turn != turn) {
+		srv->budget_turn = turn;
+		srv->budget_used = 0;
+	}
+	return srv->budget_used < srv->cfg.requests_per_turn ?
+		       srv->cfg.requests_per_turn - srv->budget_used :
+		       0;
+}
+
+static void held_unlink(struct http_req *req)
+{
+	struct http_server *srv = req->srv;
+
+	if (req->held_prev)
+		req->held_prev->held_next = req->held_next;
+	else
+		srv->held_head = req->held_next;
+	if (req->held_next)
+		req->held_next->held_prev = req->held_prev;
+	else
+		srv->held_tail = req->held_prev;
+	req->held_prev = req->held_next = NULL;
+	req->held = false;
+	srv->st.held--;
+}
+
+/*
+ * From the access handler: true when req may go to its handler now;
+ * false when it was held for a later turn (suspended in MHD, no
+ * client-gone watch: a turn is short and MHD sees the socket again then).
+ */
+static bool budget_take(struct http_req *req)
+{
+	struct http_server *srv = req->srv;
+
+	if (req->released) {
+		req->released = false;
+		return true;
+	}
+	if (!srv->held_head && budget_left(srv) > 0) {
+		srv->budget_used++;
+		return true;
+	}
+	req->held = true;
+	req->held_prev = srv->held_tail;
+	req->held_next = NULL;
+	if (srv->held_tail)
+		srv->held_tail->held_next = req;
+	else
+		srv->held_head = req;
+	srv->held_tail = req;
+	srv->st.held++;
+	srv->st.held_total++;
+	MHD_suspend_connection(req->mc);
+	req->mhd_suspended = true;
+	srv->st.suspended++;
+	loop_defer(srv->loop, &srv->release, held_release_cb, srv);
+	return false;
+}
+
+/* Next turn: let the oldest held requests through, up to the budget. */
+static void held_release_cb(struct loop_defer *d, void *arg)
+{
+	struct http_server *srv = arg;
+	unsigned n = budget_left(srv);
+
+	while (srv->held_head && n-- > 0) {
+		struct http_req *req = srv->held_head;
+
+		held_unlink(req);
+		req->released = true;
+		srv->budget_used++;
+		req->mhd_suspended = false;
+		srv->st.suspended--;
+		MHD_resume_connection(req->mc);
+	}
+	if (srv->held_head)
+		loop_defer(srv->loop, &srv->release, held_release_cb, srv);
+	mhd_pump(srv); /* the released ones run in this turn */
+}
+
 static void access_log(struct http_req *req, uint64_t ms)
 {
 	char status[12];
@@ -906,6 +1004,8 @@ static void req_end(struct http_req *req, enum http_req_end how)
 	if (req->destroyed)
 		return;
 	watch_stop(req);
+	if (req->held)
+		held_unlink(req);
 	if (req->mhd_suspended) {
 		req->mhd_suspended = false;
 		srv->st.suspended--;
@@ -1494,6 +1594,8 @@ static enum MHD_Result access_body(struct http_req *req, const char *url,
 	case HTTP_REQ_RECEIVING:
 		if (req->hc)
 			loop_timer_stop(&req->hc->deadline);
+		if (!budget_take(req))
+			return MHD_YES; /* held for a later turn */
 		dispatch(req);
 		if (req->destroyed)
 			return MHD_NO;
@@ -2133,6 +2235,7 @@ struct http_server *http_server_new(struct loop *l,
 	DEFAULT_(max_body, HTTP_DEFAULT_MAX_BODY);
 	DEFAULT_(max_header, HTTP_DEFAULT_MAX_HEADER);
 	DEFAULT_(max_stream_buffer, HTTP_DEFAULT_MAX_STREAM_BUFFER);
+	DEFAULT_(requests_per_turn, HTTP_DEFAULT_REQUESTS_PER_TURN);
 #undef DEFAULT_
 	if (srv->cfg.max_header > HTTP_DEFAULT_MAX_HEADER * 8)
 		srv->cfg.max_header = HTTP_DEFAULT_MAX_HEADER * 8;
@@ -2240,6 +2343,9 @@ void http_server_free(struct http_server *srv)
 	http_server_quiesce(srv);
 	srv->stopping = true;
 	loop_defer_cancel(srv->loop, &srv->kick);
+	loop_defer_cancel(srv->loop, &srv->release);
+	while (srv->held_head)
+		held_unlink(srv->held_head); /* resumed below */
 	while (srv->lingers)
 		linger_end(srv->lingers);
 	/* MHD must not be stopped with suspended connections */
@@ -2291,12 +2397,13 @@ const char *http_server_debug_str(const struct http_server *srv, char *buf,
 				  size_t len)
 {
 	snprintf(buf, len,
-		 "http_server %s conns=%u/%u reqs=%u susp=%u streams=%u "
-		 "linger=%u quiescing=%d total=%" PRIu64 " rejected=%" PRIu64
+		 "http_server %s conns=%u/%u reqs=%u susp=%u held=%u "
+		 "streams=%u linger=%u quiescing=%d total=%" PRIu64 " rejected=%" PRIu64
 		 " timeouts=%" PRIu64,
 		 srv->listen_str, srv->st.connections_active,
 		 srv->cfg.max_connections, srv->st.requests_active,
-		 srv->st.suspended, srv->st.streams_active, srv->st.lingering,
+		 srv->st.suspended, srv->st.held, srv->st.streams_active,
+		 srv->st.lingering,
 		 srv->quiescing, srv->st.requests_total, srv->st.rejected_limit,
 		 srv->st.timeouts);
 	return buf;

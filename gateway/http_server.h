@@ -41,6 +41,15 @@
  *   the request deadline (408).  Every other error is JSON
  *   (http_response.h).
  *
+ * Work per turn.  libmicrohttpd serves every ready connection in one
+ * MHD_run, so at 256 busy connections one call would be 256 requests
+ * long.  The server hands at most requests_per_turn requests to routing and
+ * handlers in a loop turn; a request read after that is held (suspended in
+ * libmicrohttpd, whose socket the client cannot close unnoticed for more
+ * than a turn) and handed on at the next turn, before any newer one, so
+ * no request waits behind later ones and the loop's other work (timers,
+ * site answers, the store) runs between slices.
+ *
  * Requests.  A request (struct http_req) is created when its request line
  * arrives and ends when libmicrohttpd completes or drops it.  It is
  * reference counted: libmicrohttpd's side holds one reference until the
@@ -116,6 +125,9 @@ struct http_server_config {
 	size_t max_body;		 /* default 1 MiB */
 	size_t max_header;		 /* default 16 KiB */
 	size_t max_stream_buffer;	 /* per SSE stream; default 1 MiB */
+	/* requests handed to handlers per loop turn (more wait, in order,
+	   for the next turn); default 64 */
+	unsigned requests_per_turn;
 };
 /* Zeros in a config mean these. */
 #define HTTP_DEFAULT_MAX_CONNECTIONS 1024
@@ -124,6 +136,7 @@ struct http_server_config {
 #define HTTP_DEFAULT_MAX_BODY (1024 * 1024)
 #define HTTP_DEFAULT_MAX_HEADER (16 * 1024)
 #define HTTP_DEFAULT_MAX_STREAM_BUFFER (1024 * 1024)
+#define HTTP_DEFAULT_REQUESTS_PER_TURN 64
 
 /*
  * Bind, listen and start serving on loop l.  The config is copied.
@@ -393,12 +406,14 @@ struct http_server_stats {
 	unsigned connections_active;
 	unsigned requests_active; /* created and not ended */
 	unsigned suspended;	  /* requests suspended in MHD now */
+	unsigned held;		  /* read, waiting for a later turn */
 	unsigned streams_active;
 	unsigned lingering; /* rejected sockets being closed gently */
 	uint64_t connections_total;
 	uint64_t rejected_limit; /* 429 at accept */
 	uint64_t timeouts;	 /* 408 deadlines + MHD inactivity */
 	uint64_t requests_total; /* ended */
+	uint64_t held_total;	 /* requests that waited a turn or more */
 	uint64_t by_class[6];	 /* [1..5]: 1xx..5xx; [0]: no status */
 	uint64_t client_gone;	 /* ended CLIENT_GONE */
 	uint64_t bytes_in;	 /* request bodies */

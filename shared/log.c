@@ -255,20 +255,71 @@ size_t log_redact(const char *in, char *out, size_t outlen)
 
 /* ---- emitting ----------------------------------------------------- */
 
+/* getpid(2) is a system call on glibc >= 2.25: once per process. */
+static pid_t log_pid; /* atomic: any thread may fill it */
+
+static void log_pid_reset(void)
+{
+	__atomic_store_n(&log_pid, 0, __ATOMIC_RELAXED);
+}
+
+static void log_pid_install(void)
+{
+	pthread_atfork(NULL, NULL, log_pid_reset);
+}
+
+static pid_t cached_pid(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pid_t pid = __atomic_load_n(&log_pid, __ATOMIC_RELAXED);
+
+	if (!pid) {
+		pthread_once(&once, log_pid_install);
+		pid = getpid();
+		__atomic_store_n(&log_pid, pid, __ATOMIC_RELAXED);
+	}
+	return pid;
+}
+
 static void default_sink(enum log_level lvl, const char *line, void *arg)
 {
+	/* the date part changes once a second: formatted once per thread */
+	static __thread time_t when_sec = -1;
+	static __thread char when[32];
+	char out[LOG_LINE_MAX + 128];
 	struct timespec ts;
-	struct tm tm;
-	char when[32];
+	size_t off = 0;
+	int n;
 
 	(void)arg;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	/* one write(2) per line so concurrent writers do not interleave */
-	dprintf(STDERR_FILENO, "%s.%03ldZ %s[%d] %s: %s\n", when,
-		ts.tv_nsec / 1000000, log_prog, (int)getpid(),
-		level_names[lvl], line);
+	if (ts.tv_sec != when_sec) {
+		struct tm tm;
+
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+		when_sec = ts.tv_sec;
+	}
+	n = snprintf(out, sizeof(out), "%s.%03ldZ %s[%d] %s: %s\n", when,
+		     ts.tv_nsec / 1000000, log_prog, (int)cached_pid(),
+		     level_names[lvl], line);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(out)) { /* cut: keep the newline */
+		n = sizeof(out) - 1;
+		out[n - 1] = '\n';
+	}
+	/* one write(2) per line so concurrent writers do not interleave
+	   (dprintf would also fstat and lseek the fd each time) */
+	while (off < (size_t)n) {
+		ssize_t w = write(STDERR_FILENO, out + off, (size_t)n - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
 }
 
 void log_vmsg(enum log_level lvl, const char *file, int line,

@@ -1932,6 +1932,118 @@ static void test_openapi_check(void **state)
 	run_until_conns(f, 0);
 }
 
+/* ------------------------------------------------- requests per turn */
+
+struct turn_log {
+	struct loop *l;
+	uint64_t turn[16];
+	unsigned n;
+};
+
+static void h_turn(struct http_req *req, void *arg)
+{
+	struct turn_log *tl = arg;
+
+	if (tl->n < 16)
+		tl->turn[tl->n] = loop_turn(tl->l);
+	tl->n++;
+	http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+/* Send one request on each of n fresh connections, all before the server
+   reads any: its next MHD_run finds them all ready at once. */
+static void send_on_each(struct fx *f, int *fds, unsigned n)
+{
+	const char *get = "GET /v1/turn HTTP/1.1\r\nHost: x\r\n"
+			  "Connection: close\r\n\r\n";
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		fds[i] = raw_connect(f->port);
+		assert_true(fds[i] >= 0);
+	}
+	run_until_conns(f, n);
+	for (i = 0; i < n; i++)
+		raw_send(fds[i], get, strlen(get));
+}
+
+static void test_requests_per_turn(void **state)
+{
+	struct fx *f = *state;
+	struct http_server_config cfg = {.requests_per_turn = 2};
+	struct turn_log tl = {.l = f->l};
+	uint64_t start = loop_clock_ms();
+	int fds[7];
+	unsigned i, j;
+
+	start_server(f, &cfg);
+	add_route(f, "GET", "/v1/turn", h_turn, &tl, 0);
+	send_on_each(f, fds, 7);
+	while (tl.n < 7) {
+		assert_true(loop_run_once(f->l, 10) >= 0);
+		assert_true(loop_clock_ms() - start < RUN_LIMIT_MS);
+	}
+	/* never more than two handlers in one turn; the five read beyond
+	   the budget waited, and all were answered */
+	for (i = 0; i < 7; i++) {
+		unsigned same = 0;
+
+		for (j = 0; j < 7; j++)
+			same += tl.turn[j] == tl.turn[i];
+		assert_true(same <= 2);
+	}
+	assert_int_equal(stats_of(f)->held_total, 5);
+	assert_int_equal(stats_of(f)->held, 0);
+	for (i = 0; i < 7; i++) {
+		char buf[4096] = "";
+
+		assert_true(raw_read_until(f, fds[i], buf, sizeof(buf),
+					   "\"ok\":true", 5000));
+		assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
+		close(fds[i]);
+	}
+	run_until_conns(f, 0);
+	assert_int_equal(stats_of(f)->requests_active, 0);
+}
+
+/* Clients gone while held, then the server freed with requests held. */
+static void test_held_requests_client_gone_and_free(void **state)
+{
+	struct fx *f = *state;
+	struct http_server_config cfg = {.requests_per_turn = 1};
+	struct turn_log tl = {.l = f->l};
+	uint64_t start = loop_clock_ms();
+	int fds[4];
+	unsigned i;
+
+	start_server(f, &cfg);
+	add_route(f, "GET", "/v1/turn", h_turn, &tl, 0);
+	send_on_each(f, fds, 4);
+	while (stats_of(f)->held_total < 3) {
+		assert_true(loop_run_once(f->l, 10) >= 0);
+		assert_true(loop_clock_ms() - start < RUN_LIMIT_MS);
+	}
+	close(fds[3]); /* waits in the queue; its turn comes with a dead peer */
+	while (tl.n < 4 && stats_of(f)->requests_active > 0) {
+		assert_true(loop_run_once(f->l, 10) >= 0);
+		assert_true(loop_clock_ms() - start < RUN_LIMIT_MS);
+	}
+	for (i = 0; i < 3; i++)
+		close(fds[i]);
+	run_until_conns(f, 0);
+	assert_int_equal(stats_of(f)->held, 0);
+	/* again, and free the server while two requests are held */
+	send_on_each(f, fds, 3);
+	while (stats_of(f)->held < 2) {
+		assert_true(loop_run_once(f->l, 0) >= 0);
+		assert_true(loop_clock_ms() - start < RUN_LIMIT_MS);
+	}
+	http_server_free(f->srv); /* teardown checks nothing is left */
+	f->srv = NULL;
+	for (i = 0; i < 3; i++)
+		close(fds[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1963,6 +2075,8 @@ int main(void)
 	    T_(test_stats_and_debug_str),
 	    T_(test_bad_listen),
 	    T_(test_openapi_check),
+	    T_(test_requests_per_turn),
+	    T_(test_held_requests_client_gone_and_free),
 #undef T_
 	};
 
