@@ -200,9 +200,103 @@ static int get_socket(struct ctx *x, const char *section, const char *label,
 	return *out ? 0 : nomem(x);
 }
 
-/* "HOST:PORT" or "[V6]:PORT" into cfg->listen_host / listen_port. */
-static int parse_listen(struct ctx *x, struct gw_config *cfg)
+/* ------------------------------------------------------------ key tables */
+
+/*
+ * A section's keys are a table, read in its order (so the first bad key in
+ * that order is the one reported); each key's checks run as soon as it is
+ * read, through then().  The value goes to the field at off of the
+ * section's struct: struct gw_config or struct gw_site_config.
+ */
+enum key_type {
+	KEY_STR,	  /* char *: strdup'd; no dflt_s: stays NULL */
+	KEY_PATH,	  /* char *: see get_path; "" refused */
+	KEY_PATH_OR_NONE, /* char *: see get_path; "" means none */
+	KEY_SOCKET,	  /* char *: see get_socket */
+	KEY_UINT,	  /* unsigned, in min..max */
+	KEY_INT64,	  /* int64_t, in min..max */
+	KEY_SIZE,	  /* uint64_t, "64M" and the like, in min..max */
+	KEY_RAW,	  /* no field: then() gets the value, or dflt_s */
+};
+
+/*
+ * obj is the section's struct; v the value for KEY_RAW (called only when
+ * there is one), NULL for the others (then() reads the field).
+ */
+typedef int key_then_fn(struct ctx *x, void *obj, const char *v);
+
+struct key {
+	const char *name;
+	enum key_type type;
+	size_t off;
+	long min, max, dflt; /* KEY_UINT, KEY_INT64, KEY_SIZE */
+	const char *dflt_s;  /* KEY_STR, KEY_PATH*, KEY_RAW */
+	key_then_fn *then;   /* or NULL */
+};
+
+static int get_key(struct ctx *x, const char *section, const char *label,
+		   const struct key *k, void *obj)
 {
+	void *field = (char *)obj + k->off;
+	const char *v = k->dflt_s;
+	long n = k->dflt;
+	int rv = 0;
+
+	switch (k->type) {
+	case KEY_STR:
+		rv = get_str(x, section, label, k->name, k->dflt_s, field);
+		break;
+	case KEY_PATH:
+	case KEY_PATH_OR_NONE:
+		rv = get_path(x, section, label, k->name, k->dflt_s,
+			      k->type == KEY_PATH_OR_NONE, field);
+		break;
+	case KEY_SOCKET:
+		rv = get_socket(x, section, label, k->name, field);
+		break;
+	case KEY_UINT:
+		rv = get_uint(x, section, label, k->name, k->min, k->max,
+			      k->dflt, field);
+		break;
+	case KEY_INT64:
+		rv = conf_get_int(x->c, section, label, k->name, k->min, k->max,
+				  &n, x->err, x->errlen);
+		*(int64_t *)field = n;
+		rv = rv < 0 ? rv : 0;
+		break;
+	case KEY_SIZE:
+		rv = get_size(x, section, label, k->name, (uint64_t)k->min,
+			      (uint64_t)k->max, (uint64_t)k->dflt, field);
+		break;
+	case KEY_RAW:
+		rv = conf_get_str(x->c, section, label, k->name, &v, x->err,
+				  x->errlen);
+		if (rv < 0)
+			return rv;
+		return v && k->then ? k->then(x, obj, v) : 0;
+	}
+	if (rv || !k->then)
+		return rv;
+	return k->then(x, obj, NULL);
+}
+
+static int get_keys(struct ctx *x, const char *section, const char *label,
+		    const struct key *keys, size_t n, void *obj)
+{
+	size_t i;
+	int rv = 0;
+
+	for (i = 0; !rv && i < n; i++)
+		rv = get_key(x, section, label, &keys[i], obj);
+	return rv;
+}
+
+/* ------------------------------------------------------------ [gateway] */
+
+/* listen: "HOST:PORT" or "[V6]:PORT" into cfg->listen_host / listen_port. */
+static int parse_listen(struct ctx *x, void *obj, const char *unused)
+{
+	struct gw_config *cfg = obj;
 	const char *v = cfg->listen, *colon, *hs, *he;
 	char *end;
 	long port;
@@ -241,9 +335,20 @@ bad:
 			 v);
 }
 
-/* "root, alice" into cfg->admins. */
-static int parse_admins(struct ctx *x, struct gw_config *cfg, const char *v)
+static int check_user_issuer(struct ctx *x, void *obj, const char *unused)
 {
+	struct gw_config *cfg = obj;
+
+	if (*cfg->user_issuer)
+		return 0;
+	return entry_err(x, "gateway", "", "user_issuer", -EINVAL,
+			 "must not be empty");
+}
+
+/* admins: "root, alice" into cfg->admins. */
+static int parse_admins(struct ctx *x, void *obj, const char *v)
+{
+	struct gw_config *cfg = obj;
 	char *copy = strdup(v), *tok, *save = NULL;
 	int rv = 0;
 
@@ -279,103 +384,95 @@ out_free:
 	return rv;
 }
 
+static int check_per_ip(struct ctx *x, void *obj, const char *unused)
+{
+	struct gw_config *cfg = obj;
+
+	if (cfg->max_connections_per_ip <= cfg->max_connections)
+		return 0;
+	return entry_err(x, "gateway", "", "max_connections_per_ip", -EINVAL,
+			 "%u is more than max_connections (%u)",
+			 cfg->max_connections_per_ip, cfg->max_connections);
+}
+
+#define GW(field) offsetof(struct gw_config, field)
+
+static const struct key gateway_keys[] = {
+    {"listen", KEY_STR, GW(listen), .dflt_s = GW_CONF_DEFAULT_LISTEN,
+     .then = parse_listen},
+    {"state_dir", KEY_PATH, GW(state_dir), .dflt_s = GW_CONF_DEFAULT_STATE_DIR},
+    {"user_key", KEY_PATH_OR_NONE, GW(user_key_path),
+     .dflt_s = GW_CONF_DEFAULT_USER_KEY},
+    {"user_issuer", KEY_STR, GW(user_issuer),
+     .dflt_s = GW_CONF_DEFAULT_USER_ISSUER, .then = check_user_issuer},
+    {"ticket_key", KEY_PATH, GW(ticket_key_path),
+     .dflt_s = GW_CONF_DEFAULT_TICKET_KEY},
+    {"tiers", KEY_PATH, GW(tiers_path), .dflt_s = GW_CONF_DEFAULT_TIERS},
+    {"munge_socket", KEY_SOCKET, .off = GW(munge_socket)},
+    {"admins", KEY_RAW, .then = parse_admins},
+    {"workers", KEY_UINT, GW(workers), .min = 1, .max = 64,
+     .dflt = GW_CONF_DEFAULT_WORKERS},
+    {"max_connections", KEY_UINT, GW(max_connections), .min = 1, .max = 1000000,
+     .dflt = GW_CONF_DEFAULT_MAX_CONNECTIONS},
+    {"max_connections_per_ip", KEY_UINT, GW(max_connections_per_ip), .min = 1,
+     .max = 1000000, .dflt = GW_CONF_DEFAULT_MAX_CONNECTIONS_PER_IP,
+     .then = check_per_ip},
+    {"connection_timeout", KEY_UINT, GW(connection_timeout_s), .min = 1,
+     .max = 3600, .dflt = GW_CONF_DEFAULT_CONNECTION_TIMEOUT},
+    {"max_body", KEY_SIZE, GW(max_body), .min = 1024, .max = 1L << 30,
+     .dflt = GW_CONF_DEFAULT_MAX_BODY},
+    {"max_header", KEY_SIZE, GW(max_header), .min = 1024, .max = 1L << 20,
+     .dflt = GW_CONF_DEFAULT_MAX_HEADER},
+    {"drain_timeout", KEY_UINT, GW(drain_timeout_s), .min = 0, .max = 3600,
+     .dflt = GW_CONF_DEFAULT_DRAIN_TIMEOUT},
+    {"stall_threshold", KEY_UINT, GW(stall_threshold_s), .min = 1, .max = 86400,
+     .dflt = GW_CONF_DEFAULT_STALL_THRESHOLD},
+    {"max_token_lifetime", KEY_INT64, GW(max_token_lifetime_s), .min = 60,
+     .max = 366L * 24 * 3600, .dflt = GW_CONF_DEFAULT_MAX_TOKEN_LIFETIME},
+    {"ticket_ttl", KEY_INT64, GW(ticket_ttl_s), .min = 60,
+     .max = 366L * 24 * 3600, .dflt = GW_CONF_DEFAULT_TICKET_TTL},
+};
+
+#undef GW
+
 static int parse_gateway(struct ctx *x, struct gw_config *cfg)
 {
-	const char *s = "gateway", *l = "", *v = NULL;
-	long ttl;
-	int rv;
+	int rv = get_keys(x, "gateway", "", gateway_keys,
+			  sizeof(gateway_keys) / sizeof(*gateway_keys), cfg);
 
-	rv = get_str(x, s, l, "listen", GW_CONF_DEFAULT_LISTEN, &cfg->listen);
-	if (!rv)
-		rv = parse_listen(x, cfg);
-	if (!rv)
-		rv = get_path(x, s, l, "state_dir", GW_CONF_DEFAULT_STATE_DIR,
-			      false, &cfg->state_dir);
-	if (!rv)
-		rv = get_path(x, s, l, "user_key", GW_CONF_DEFAULT_USER_KEY,
-			      true, &cfg->user_key_path);
-	if (!rv)
-		rv = get_str(x, s, l, "user_issuer",
-			     GW_CONF_DEFAULT_USER_ISSUER, &cfg->user_issuer);
-	if (!rv && !*cfg->user_issuer)
-		rv = entry_err(x, s, l, "user_issuer", -EINVAL,
-			       "must not be empty");
-	if (!rv)
-		rv = get_path(x, s, l, "ticket_key", GW_CONF_DEFAULT_TICKET_KEY,
-			      false, &cfg->ticket_key_path);
-	if (!rv)
-		rv = get_path(x, s, l, "tiers", GW_CONF_DEFAULT_TIERS, false,
-			      &cfg->tiers_path);
-	if (!rv)
-		rv = get_socket(x, s, l, "munge_socket", &cfg->munge_socket);
-	if (!rv) {
-		rv = conf_get_str(x->c, s, l, "admins", &v, x->err, x->errlen);
-		if (rv == 0)
-			rv = parse_admins(x, cfg, v);
-		else if (rv == 1)
-			rv = 0;
-	}
-	if (!rv)
-		rv = get_uint(x, s, l, "workers", 1, 64,
-			      GW_CONF_DEFAULT_WORKERS, &cfg->workers);
-	if (!rv)
-		rv = get_uint(x, s, l, "max_connections", 1, 1000000,
-			      GW_CONF_DEFAULT_MAX_CONNECTIONS,
-			      &cfg->max_connections);
-	if (!rv)
-		rv = get_uint(x, s, l, "max_connections_per_ip", 1, 1000000,
-			      GW_CONF_DEFAULT_MAX_CONNECTIONS_PER_IP,
-			      &cfg->max_connections_per_ip);
-	if (!rv && cfg->max_connections_per_ip > cfg->max_connections)
-		rv = entry_err(x, s, l, "max_connections_per_ip", -EINVAL,
-			       "%u is more than max_connections (%u)",
-			       cfg->max_connections_per_ip,
-			       cfg->max_connections);
-	if (!rv)
-		rv = get_uint(x, s, l, "connection_timeout", 1, 3600,
-			      GW_CONF_DEFAULT_CONNECTION_TIMEOUT,
-			      &cfg->connection_timeout_s);
-	if (!rv)
-		rv = get_size(x, s, l, "max_body", 1024, 1ull << 30,
-			      GW_CONF_DEFAULT_MAX_BODY, &cfg->max_body);
-	if (!rv)
-		rv = get_size(x, s, l, "max_header", 1024, 1ull << 20,
-			      GW_CONF_DEFAULT_MAX_HEADER, &cfg->max_header);
-	if (!rv)
-		rv = get_uint(x, s, l, "drain_timeout", 0, 3600,
-			      GW_CONF_DEFAULT_DRAIN_TIMEOUT,
-			      &cfg->drain_timeout_s);
-	if (!rv)
-		rv = get_uint(x, s, l, "stall_threshold", 1, 86400,
-			      GW_CONF_DEFAULT_STALL_THRESHOLD,
-			      &cfg->stall_threshold_s);
-	if (!rv) {
-		ttl = GW_CONF_DEFAULT_MAX_TOKEN_LIFETIME;
-		rv = conf_get_int(x->c, s, l, "max_token_lifetime", 60,
-				  366L * 24 * 3600, &ttl, x->err, x->errlen);
-		cfg->max_token_lifetime_s = ttl;
-		rv = rv < 0 ? rv : 0;
-	}
-	if (!rv) {
-		ttl = GW_CONF_DEFAULT_TICKET_TTL;
-		rv = conf_get_int(x->c, s, l, "ticket_ttl", 60,
-				  366L * 24 * 3600, &ttl, x->err, x->errlen);
-		cfg->ticket_ttl_s = ttl;
-		rv = rv < 0 ? rv : 0;
-	}
 	if (!rv && !cfg->user_key_path && !cfg->munge_socket)
-		rv = entry_err(x, s, l, "user_key", -EINVAL,
+		rv = entry_err(x, "gateway", "", "user_key", -EINVAL,
 			       "no way to authenticate users: set user_key "
 			       "or munge_socket");
 	return rv;
 }
 
-/* "http://host[:port][/prefix]", "https://...", "unix:/path". */
-static int parse_url(struct ctx *x, struct gw_site_config *site)
+/* ------------------------------------------------------------ [site NAME] */
+
+static int check_kind(struct ctx *x, void *obj, const char *unused)
 {
+	struct gw_site_config *site = obj;
+
+	if (*site->kind && strlen(site->kind) <= 31 &&
+	    strspn(site->kind, "abcdefghijklmnopqrstuvwxyz0123456789_-") ==
+		strlen(site->kind))
+		return 0;
+	return entry_err(x, "site", site->name, "kind", -EINVAL,
+			 "'%s' is not an adapter name ([a-z0-9_-], "
+			 "e.g. slurmrestd)",
+			 site->kind);
+}
+
+/* url (required): "http://host[:port][/prefix]", "https://...", "unix:/path".
+ */
+static int parse_url(struct ctx *x, void *obj, const char *unused)
+{
+	struct gw_site_config *site = obj;
 	const char *u = site->url, *host;
 	size_t n;
 
+	if (!u)
+		return missing(x, "site", site->name, site->line, "url");
 	if (!strncmp(u, "unix:", 5)) {
 		site->url_kind = GW_URL_UNIX;
 		if (u[5] != '/')
@@ -408,10 +505,78 @@ bad:
 			 u);
 }
 
-/* "same" or "alice=asmith, bob=bjones". */
-static int parse_user_map(struct ctx *x, struct gw_site_config *site,
-			  const char *v)
+static int parse_auth(struct ctx *x, void *obj, const char *v)
 {
+	struct gw_site_config *site = obj;
+	size_t i;
+
+	for (i = 0; i < N_SITE_AUTHS; i++) {
+		if (!strcmp(v, site_auth_names[i])) {
+			site->auth = (enum gw_site_auth)i;
+			return 0;
+		}
+	}
+	return entry_err(x, "site", site->name, "auth", -EINVAL,
+			 "'%s' is not jwt-key, jwt-user or munge", v);
+}
+
+static int check_jwt_key(struct ctx *x, void *obj, const char *unused)
+{
+	struct gw_site_config *site = obj;
+
+	if (site->auth == GW_SITE_AUTH_JWT_KEY && !site->jwt_key_path)
+		return missing(x, "site", site->name, site->line, "jwt_key");
+	if (site->auth != GW_SITE_AUTH_JWT_KEY && site->jwt_key_path)
+		return entry_err(x, "site", site->name, "jwt_key", -EINVAL,
+				 "only used with auth = jwt-key (this site "
+				 "has auth = %s)",
+				 gw_site_auth_name(site->auth));
+	return 0;
+}
+
+static int check_munge_socket(struct ctx *x, void *obj, const char *unused)
+{
+	struct gw_site_config *site = obj;
+
+	if (site->auth == GW_SITE_AUTH_MUNGE && !site->munge_socket)
+		return missing(x, "site", site->name, site->line,
+			       "munge_socket");
+	/* %u: the user's own slurmrestd (rest_auth/local runs as its user) */
+	if ((site->auth == GW_SITE_AUTH_MUNGE) !=
+	    (site->url_kind == GW_URL_UNIX && strstr(site->url, "%u") != NULL))
+		return entry_err(
+		    x, "site", site->name, "url", -EINVAL,
+		    site->auth == GW_SITE_AUTH_MUNGE
+			? "auth = munge needs unix:/PATH/%%u.sock: one "
+			  "slurmrestd (rest_auth/local) per site user, %%u "
+			  "replaced by the user's name"
+			: "%%u in the url is for auth = munge only");
+	return 0;
+}
+
+/* poll_user: munge only, "slurm" by default there. */
+static int check_poll_user(struct ctx *x, void *obj, const char *unused)
+{
+	struct gw_site_config *site = obj;
+
+	if (!site->poll_user && site->auth == GW_SITE_AUTH_MUNGE) {
+		site->poll_user = strdup("slurm");
+		if (!site->poll_user)
+			return nomem(x);
+	}
+	if (site->poll_user && site->auth != GW_SITE_AUTH_MUNGE)
+		return entry_err(x, "site", site->name, "poll_user", -EINVAL,
+				 "only used with auth = munge");
+	if (site->poll_user && !jwt_user_name_valid(site->poll_user))
+		return entry_err(x, "site", site->name, "poll_user", -EINVAL,
+				 "'%s' is not a user name", site->poll_user);
+	return 0;
+}
+
+/* user_map: "same" or "alice=asmith, bob=bjones". */
+static int parse_user_map(struct ctx *x, void *obj, const char *v)
+{
+	struct gw_site_config *site = obj;
 	char *copy, *tok, *save = NULL;
 	size_t i;
 	int rv = 0;
@@ -495,11 +660,62 @@ static bool site_name_valid(const char *s)
 	return n >= 1 && n <= GW_SITE_NAME_MAX && *s != '.' && *s != '-';
 }
 
+static int check_partition(struct ctx *x, void *obj, const char *unused)
+{
+	struct gw_site_config *site = obj;
+
+	if (site->partition &&
+	    (!*site->partition || strpbrk(site->partition, " \t,\"'\\")))
+		return entry_err(x, "site", site->name, "partition", -EINVAL,
+				 "'%s' is not a partition name",
+				 site->partition);
+	return 0;
+}
+
+static int check_jwt_lifetime(struct ctx *x, void *obj, const char *unused)
+{
+	struct gw_site_config *site = obj;
+
+	if (site->auth != GW_SITE_AUTH_JWT_KEY &&
+	    conf_find(x->c, "site", site->name, "jwt_lifetime"))
+		return entry_err(x, "site", site->name, "jwt_lifetime", -EINVAL,
+				 "only used with auth = jwt-key");
+	return 0;
+}
+
+#define SITE(field) offsetof(struct gw_site_config, field)
+
+static const struct key site_keys[] = {
+    {"kind", KEY_STR, SITE(kind), .dflt_s = GW_CONF_DEFAULT_SITE_KIND,
+     .then = check_kind},
+    {"url", KEY_STR, SITE(url), .then = parse_url},
+    {"auth", KEY_RAW, .dflt_s = "jwt-key", .then = parse_auth},
+    {"jwt_key", KEY_PATH, SITE(jwt_key_path), .then = check_jwt_key},
+    {"munge_socket", KEY_SOCKET, SITE(munge_socket),
+     .then = check_munge_socket},
+    {"poll_user", KEY_STR, SITE(poll_user), .then = check_poll_user},
+    {"user_map", KEY_RAW, .dflt_s = "same", .then = parse_user_map},
+    {"partition", KEY_STR, SITE(partition), .then = check_partition},
+    {"poll_interval", KEY_UINT, SITE(poll_interval_s), .min = 1, .max = 3600,
+     .dflt = GW_CONF_DEFAULT_POLL_INTERVAL},
+    {"request_timeout", KEY_UINT, SITE(request_timeout_s), .min = 1, .max = 600,
+     .dflt = GW_CONF_DEFAULT_REQUEST_TIMEOUT},
+    {"max_connections", KEY_UINT, SITE(max_connections), .min = 1, .max = 256,
+     .dflt = GW_CONF_DEFAULT_SITE_MAX_CONNECTIONS},
+    {"jwt_lifetime", KEY_UINT, SITE(jwt_lifetime_s), .min = 30, .max = 86400,
+     .dflt = GW_CONF_DEFAULT_JWT_LIFETIME, .then = check_jwt_lifetime},
+    {"queue_estimate", KEY_UINT, SITE(queue_estimate_s), .min = 0,
+     .max = 30 * 86400, .dflt = GW_CONF_DEFAULT_QUEUE_ESTIMATE},
+    {"default_time_limit", KEY_UINT, SITE(default_time_limit_min), .min = 1,
+     .max = 366 * 1440, .dflt = GW_CONF_DEFAULT_TIME_LIMIT},
+};
+
+#undef SITE
+
 static int parse_site(struct ctx *x, const struct conf_section *sec,
 		      struct gw_site_config *site)
 {
-	const char *s = "site", *l = sec->label, *v = NULL;
-	char *auth = NULL;
+	const char *s = "site", *l = sec->label;
 	size_t i;
 	int rv;
 
@@ -514,122 +730,9 @@ static int parse_site(struct ctx *x, const struct conf_section *sec,
 	site->name = strdup(l);
 	if (!site->name)
 		return nomem(x);
-
-	rv = get_str(x, s, l, "kind", GW_CONF_DEFAULT_SITE_KIND, &site->kind);
-	if (rv)
-		return rv;
-	if (!*site->kind || strlen(site->kind) > 31 ||
-	    strspn(site->kind, "abcdefghijklmnopqrstuvwxyz0123456789_-") !=
-		strlen(site->kind))
-		return entry_err(x, s, l, "kind", -EINVAL,
-				 "'%s' is not an adapter name ([a-z0-9_-], "
-				 "e.g. slurmrestd)",
-				 site->kind);
-
-	rv = get_str(x, s, l, "url", NULL, &site->url);
-	if (rv)
-		return rv;
-	if (!site->url)
-		return missing(x, s, l, sec->line, "url");
-	rv = parse_url(x, site);
-	if (rv)
-		return rv;
-
-	rv = get_str(x, s, l, "auth", "jwt-key", &auth);
-	if (rv)
-		return rv;
-	for (i = 0; i < N_SITE_AUTHS; i++)
-		if (!strcmp(auth, site_auth_names[i]))
-			break;
-	if (i == N_SITE_AUTHS) {
-		rv = entry_err(x, s, l, "auth", -EINVAL,
-			       "'%s' is not jwt-key, jwt-user or munge", auth);
-		free(auth);
-		return rv;
-	}
-	free(auth);
-	site->auth = (enum gw_site_auth)i;
-
-	rv = get_path(x, s, l, "jwt_key", NULL, false, &site->jwt_key_path);
-	if (rv)
-		return rv;
-	if (site->auth == GW_SITE_AUTH_JWT_KEY && !site->jwt_key_path)
-		return missing(x, s, l, sec->line, "jwt_key");
-	if (site->auth != GW_SITE_AUTH_JWT_KEY && site->jwt_key_path)
-		return entry_err(x, s, l, "jwt_key", -EINVAL,
-				 "only used with auth = jwt-key (this site "
-				 "has auth = %s)",
-				 gw_site_auth_name(site->auth));
-
-	rv = get_socket(x, s, l, "munge_socket", &site->munge_socket);
-	if (rv)
-		return rv;
-	if (site->auth == GW_SITE_AUTH_MUNGE && !site->munge_socket)
-		return missing(x, s, l, sec->line, "munge_socket");
-	/* %u: the user's own slurmrestd (rest_auth/local runs as its user) */
-	if ((site->auth == GW_SITE_AUTH_MUNGE) !=
-	    (site->url_kind == GW_URL_UNIX && strstr(site->url, "%u") != NULL))
-		return entry_err(
-		    x, s, l, "url", -EINVAL,
-		    site->auth == GW_SITE_AUTH_MUNGE
-			? "auth = munge needs unix:/PATH/%%u.sock: one "
-			  "slurmrestd (rest_auth/local) per site user, %%u "
-			  "replaced by the user's name"
-			: "%%u in the url is for auth = munge only");
-	rv = get_str(x, s, l, "poll_user",
-		     site->auth == GW_SITE_AUTH_MUNGE ? "slurm" : NULL,
-		     &site->poll_user);
-	if (rv)
-		return rv;
-	if (site->poll_user && site->auth != GW_SITE_AUTH_MUNGE)
-		return entry_err(x, s, l, "poll_user", -EINVAL,
-				 "only used with auth = munge");
-	if (site->poll_user && !jwt_user_name_valid(site->poll_user))
-		return entry_err(x, s, l, "poll_user", -EINVAL,
-				 "'%s' is not a user name", site->poll_user);
-
-	rv = conf_get_str(x->c, s, l, "user_map", &v, x->err, x->errlen);
-	if (rv < 0)
-		return rv;
-	rv = parse_user_map(x, site, rv == 1 ? "same" : v);
-	if (rv)
-		return rv;
-
-	rv = get_str(x, s, l, "partition", NULL, &site->partition);
-	if (rv)
-		return rv;
-	if (site->partition &&
-	    (!*site->partition || strpbrk(site->partition, " \t,\"'\\"))) {
-		return entry_err(x, s, l, "partition", -EINVAL,
-				 "'%s' is not a partition name",
-				 site->partition);
-	}
-	rv = get_uint(x, s, l, "poll_interval", 1, 3600,
-		      GW_CONF_DEFAULT_POLL_INTERVAL, &site->poll_interval_s);
-	if (!rv)
-		rv = get_uint(x, s, l, "request_timeout", 1, 600,
-			      GW_CONF_DEFAULT_REQUEST_TIMEOUT,
-			      &site->request_timeout_s);
-	if (!rv)
-		rv = get_uint(x, s, l, "max_connections", 1, 256,
-			      GW_CONF_DEFAULT_SITE_MAX_CONNECTIONS,
-			      &site->max_connections);
-	if (!rv)
-		rv = get_uint(x, s, l, "jwt_lifetime", 30, 86400,
-			      GW_CONF_DEFAULT_JWT_LIFETIME,
-			      &site->jwt_lifetime_s);
-	if (!rv && site->auth != GW_SITE_AUTH_JWT_KEY &&
-	    conf_find(x->c, s, l, "jwt_lifetime"))
-		rv = entry_err(x, s, l, "jwt_lifetime", -EINVAL,
-			       "only used with auth = jwt-key");
-	if (!rv)
-		rv = get_uint(x, s, l, "queue_estimate", 0, 30 * 86400,
-			      GW_CONF_DEFAULT_QUEUE_ESTIMATE,
-			      &site->queue_estimate_s);
-	if (!rv)
-		rv = get_uint(x, s, l, "default_time_limit", 1, 366 * 1440,
-			      GW_CONF_DEFAULT_TIME_LIMIT,
-			      &site->default_time_limit_min);
+	rv = get_keys(x, s, l, site_keys,
+		      sizeof(site_keys) / sizeof(*site_keys), site);
+	/* after both: a bad value is reported before a misplaced key */
 	for (i = 0; !rv && i < 2; i++) {
 		const char *k = i ? "default_time_limit" : "queue_estimate";
 

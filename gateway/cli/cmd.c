@@ -92,29 +92,22 @@ const char *tg_usage_text(void)
 #define CMD_BIT(c) (1u << (c))
 #define ALL_CMDS 0xffffu
 
-enum optid {
-	OPT_URL,
-	OPT_JSON,
-	OPT_TOKEN_FILE,
-	OPT_MUNGE,
-	OPT_MUNGE_SOCKET,
-	OPT_TIMEOUT,
+/*
+ * How an option is stored.  Most only set a field of struct tg_cmdline, at
+ * opt.off; the few that check their value or do more are OPT_x cases of
+ * their own in set_opt.
+ */
+enum optkind {
+	OPT_STR,  /* const char *: the value */
+	OPT_FLAG, /* bool: true */
+	OPT_LONG, /* long: the value, a number in min..max */
 	OPT_HELP,
 	OPT_VERSION,
-	OPT_SITE,
-	OPT_TIER,
-	OPT_NAME,
-	OPT_NTASKS,
-	OPT_CPUS,
+	OPT_MUNGE_SOCKET,
 	OPT_TIME,
 	OPT_ENV,
 	OPT_IDEM,
-	OPT_STATE,
-	OPT_USER,
-	OPT_LIMIT,
-	OPT_SINCE,
 	OPT_STREAM,
-	OPT_DELETE,
 };
 
 struct opt {
@@ -122,33 +115,52 @@ struct opt {
 	char shrt;
 	bool value;
 	unsigned cmds; /* where it is allowed */
-	enum optid id;
+	enum optkind kind;
+	size_t off;    /* OPT_STR, OPT_FLAG, OPT_LONG: the field */
+	long min, max; /* OPT_LONG */
 };
 
+/* designated, so each kind names only the fields it uses */
+#define STR(f) .kind = OPT_STR, .off = offsetof(struct tg_cmdline, f)
+#define FLAG(f) .kind = OPT_FLAG, .off = offsetof(struct tg_cmdline, f)
+#define NUM(f, lo, hi)                                                         \
+	.kind = OPT_LONG, .off = offsetof(struct tg_cmdline, f), .min = (lo),  \
+	.max = (hi)
+#define SUBMIT CMD_BIT(TG_CMD_SUBMIT)
+#define LS CMD_BIT(TG_CMD_LS)
+#define USAGE CMD_BIT(TG_CMD_USAGE)
+
 static const struct opt opts[] = {
-    {"url", 0, true, ALL_CMDS, OPT_URL},
-    {"json", 0, false, ALL_CMDS, OPT_JSON},
-    {"token-file", 0, true, ALL_CMDS, OPT_TOKEN_FILE},
-    {"munge", 0, false, ALL_CMDS, OPT_MUNGE},
-    {"munge-socket", 0, true, ALL_CMDS, OPT_MUNGE_SOCKET},
-    {"timeout", 0, true, ALL_CMDS, OPT_TIMEOUT},
-    {"help", 'h', false, ALL_CMDS, OPT_HELP},
-    {"version", 0, false, ALL_CMDS, OPT_VERSION},
-    {"site", 0, true, CMD_BIT(TG_CMD_SUBMIT) | CMD_BIT(TG_CMD_LS), OPT_SITE},
-    {"tier", 0, true, CMD_BIT(TG_CMD_SUBMIT), OPT_TIER},
-    {"name", 'J', true, CMD_BIT(TG_CMD_SUBMIT), OPT_NAME},
-    {"ntasks", 'n', true, CMD_BIT(TG_CMD_SUBMIT), OPT_NTASKS},
-    {"cpus-per-task", 'c', true, CMD_BIT(TG_CMD_SUBMIT), OPT_CPUS},
-    {"time", 't', true, CMD_BIT(TG_CMD_SUBMIT), OPT_TIME},
-    {"env", 'e', true, CMD_BIT(TG_CMD_SUBMIT), OPT_ENV},
-    {"idempotency-key", 0, true, CMD_BIT(TG_CMD_SUBMIT), OPT_IDEM},
-    {"state", 0, true, CMD_BIT(TG_CMD_LS), OPT_STATE},
-    {"user", 'u', true, CMD_BIT(TG_CMD_LS) | CMD_BIT(TG_CMD_USAGE), OPT_USER},
-    {"limit", 0, true, CMD_BIT(TG_CMD_LS), OPT_LIMIT},
-    {"since", 0, true, CMD_BIT(TG_CMD_USAGE), OPT_SINCE},
-    {"stream", 0, true, CMD_BIT(TG_CMD_FOLLOW), OPT_STREAM},
-    {"delete", 0, false, CMD_BIT(TG_CMD_CREDENTIAL), OPT_DELETE},
+    {"url", 0, true, ALL_CMDS, STR(url)},
+    {"json", 0, false, ALL_CMDS, FLAG(json)},
+    {"token-file", 0, true, ALL_CMDS, STR(token_file)},
+    {"munge", 0, false, ALL_CMDS, FLAG(munge)},
+    {"munge-socket", 0, true, ALL_CMDS, .kind = OPT_MUNGE_SOCKET},
+    {"timeout", 0, true, ALL_CMDS, NUM(timeout_s, 0, 86400)},
+    {"help", 'h', false, ALL_CMDS, .kind = OPT_HELP},
+    {"version", 0, false, ALL_CMDS, .kind = OPT_VERSION},
+    {"site", 0, true, SUBMIT | LS, STR(site)},
+    {"tier", 0, true, SUBMIT, STR(tier)},
+    {"name", 'J', true, SUBMIT, STR(name)},
+    {"ntasks", 'n', true, SUBMIT, NUM(ntasks, 1, 1000000)},
+    {"cpus-per-task", 'c', true, SUBMIT, NUM(cpus_per_task, 1, 4096)},
+    {"time", 't', true, SUBMIT, .kind = OPT_TIME},
+    {"env", 'e', true, SUBMIT, .kind = OPT_ENV},
+    {"idempotency-key", 0, true, SUBMIT, .kind = OPT_IDEM},
+    {"state", 0, true, LS, STR(state)},
+    {"user", 'u', true, LS | USAGE, STR(user)},
+    {"limit", 0, true, LS, NUM(limit, 1, 100000)},
+    {"since", 0, true, USAGE, STR(since)},
+    {"stream", 0, true, CMD_BIT(TG_CMD_FOLLOW), .kind = OPT_STREAM},
+    {"delete", 0, false, CMD_BIT(TG_CMD_CREDENTIAL), FLAG(cred_delete)},
 };
+
+#undef STR
+#undef FLAG
+#undef NUM
+#undef SUBMIT
+#undef LS
+#undef USAGE
 
 static int parse_long(const char *opt, const char *v, long min, long max,
 		      long *out, char *err, size_t errlen)
@@ -231,49 +243,29 @@ int tg_parse_minutes(const char *s, long *out)
 static int set_opt(struct tg_cmdline *cl, const struct opt *o, const char *v,
 		   char *err, size_t errlen)
 {
+	char *field = (char *)cl + o->off;
 	const char **envs;
 
-	switch (o->id) {
-	case OPT_URL:
-		cl->url = v;
+	switch (o->kind) {
+	case OPT_STR:
+		*(const char **)(void *)field = v;
 		return 0;
-	case OPT_JSON:
-		cl->json = true;
+	case OPT_FLAG:
+		*(bool *)(void *)field = true;
 		return 0;
-	case OPT_TOKEN_FILE:
-		cl->token_file = v;
-		return 0;
-	case OPT_MUNGE:
-		cl->munge = true;
-		return 0;
-	case OPT_MUNGE_SOCKET:
-		cl->munge = true;
-		cl->munge_socket = v;
-		return 0;
-	case OPT_TIMEOUT:
-		return parse_long(o->name, v, 0, 86400, &cl->timeout_s, err,
-				  errlen);
+	case OPT_LONG:
+		return parse_long(o->name, v, o->min, o->max,
+				  (long *)(void *)field, err, errlen);
 	case OPT_HELP:
 		cl->cmd = TG_CMD_HELP;
 		return 0;
 	case OPT_VERSION:
 		cl->cmd = TG_CMD_VERSION;
 		return 0;
-	case OPT_SITE:
-		cl->site = v;
+	case OPT_MUNGE_SOCKET:
+		cl->munge = true;
+		cl->munge_socket = v;
 		return 0;
-	case OPT_TIER:
-		cl->tier = v;
-		return 0;
-	case OPT_NAME:
-		cl->name = v;
-		return 0;
-	case OPT_NTASKS:
-		return parse_long(o->name, v, 1, 1000000, &cl->ntasks, err,
-				  errlen);
-	case OPT_CPUS:
-		return parse_long(o->name, v, 1, 4096, &cl->cpus_per_task, err,
-				  errlen);
 	case OPT_TIME:
 		if (tg_parse_minutes(v, &cl->time_min)) {
 			cmd_err(err, errlen,
@@ -301,27 +293,12 @@ static int set_opt(struct tg_cmdline *cl, const struct opt *o, const char *v,
 		}
 		cl->idempotency_key = v;
 		return 0;
-	case OPT_STATE:
-		cl->state = v;
-		return 0;
-	case OPT_USER:
-		cl->user = v;
-		return 0;
-	case OPT_LIMIT:
-		return parse_long(o->name, v, 1, 100000, &cl->limit, err,
-				  errlen);
-	case OPT_SINCE:
-		cl->since = v;
-		return 0;
 	case OPT_STREAM:
 		if (strcmp(v, "stdout") && strcmp(v, "stderr")) {
 			cmd_err(err, errlen, "--stream: stdout or stderr");
 			return -EINVAL;
 		}
 		cl->stream = v;
-		return 0;
-	case OPT_DELETE:
-		cl->cred_delete = true;
 		return 0;
 	}
 	return 0;
@@ -541,11 +518,11 @@ int tg_parse_cmdline(int argc, char *const argv[], tg_getenv_fn *getenv_fn,
 			rv = -EINVAL;
 			goto out_free;
 		}
-		if (o->id == OPT_HELP) {
+		if (o->kind == OPT_HELP) {
 			help = true;
 			continue;
 		}
-		if (o->id == OPT_VERSION) {
+		if (o->kind == OPT_VERSION) {
 			version = true;
 			continue;
 		}

@@ -32,6 +32,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "fixture.h"
 #include "jwt_verify.h"
 #include "log.h"
 #include "loop.h"
@@ -41,12 +42,8 @@
 #include "worker.h"
 
 #define NOW ((time_t)1700000000)
-#define RUN_LIMIT_MS 30000
 #define HS_HDR "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 #define NOBODY_UID 65534
-
-#define container_of(ptr, type, member)                                        \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 static const char secret[] = "0123456789abcdef0123456789abcdef-auth-test";
 static const char other_secret[] = "ZYXWVUTSRQPONMLKJIHGFEDCBA987654-other";
@@ -229,14 +226,6 @@ static struct gw_config *load_cfg(const char *text)
 	return cfg;
 }
 
-static void write_key(const char *name, const void *data, size_t n)
-{
-	char *p = tk_write_file(F.dir, name, data, n);
-
-	chmod(p, 0600);
-	free(p);
-}
-
 static int group_setup(void **state)
 {
 	static const char tiers[] = "default = basic\n[tier basic]\ncpus = 1\n"
@@ -251,10 +240,10 @@ static int group_setup(void **state)
 	snprintf(F.conf, sizeof(F.conf), "%s/t.conf", F.dir);
 	tk_keypair("EC", "P-256", 0, false, &F.ec_priv, &F.ec_pub);
 	tk_keypair("RSA", NULL, 2048, false, &F.rsa_priv, &F.rsa_pub);
-	write_key("user.key", secret, strlen(secret));
-	write_key("ticket.key", F.ec_priv, strlen(F.ec_priv));
-	write_key("rsa.pub", F.rsa_pub, strlen(F.rsa_pub));
-	write_key("rsa.key", F.rsa_priv, strlen(F.rsa_priv));
+	free(tk_write_key(F.dir, "user.key", secret, strlen(secret)));
+	free(tk_write_key(F.dir, "ticket.key", F.ec_priv, strlen(F.ec_priv)));
+	free(tk_write_key(F.dir, "rsa.pub", F.rsa_pub, strlen(F.rsa_pub)));
+	free(tk_write_key(F.dir, "rsa.key", F.rsa_priv, strlen(F.rsa_priv)));
 	free(tk_write_file(F.dir, "tiers.conf", tiers, strlen(tiers)));
 	snprintf(F.mdir_a, sizeof(F.mdir_a), "%s/munge-a", F.dir);
 	snprintf(F.mdir_b, sizeof(F.mdir_b), "%s/munge-b", F.dir);
@@ -277,8 +266,6 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
 	munged_stop(F.mdir_a);
 	munged_stop(F.mdir_b);
@@ -292,8 +279,7 @@ static int group_teardown(void **state)
 		      atomic_load(&decode_calls), atomic_load(&decode_on_loop));
 	if (atomic_load(&decode_on_loop))
 		return -1;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", F.dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return rm_rf(F.dir);
 }
 
 static struct fx *fx_new(struct gw_config *cfg, unsigned timeout_ms,
@@ -319,17 +305,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static void run_until(struct loop *l, const bool *done)
-{
-	uint64_t start = loop_clock_ms();
-
-	while (!*done) {
-		assert_true(loop_run_once(l, 50) >= 0);
-		if (loop_clock_ms() - start > RUN_LIMIT_MS)
-			fail_msg("loop did not reach its done flag");
-	}
-}
-
 /* Run until the pool has answered every job it was given. */
 static void run_until_workers_idle(struct fx *x)
 {
@@ -349,7 +324,6 @@ static void run_until_workers_idle(struct fx *x)
 static int teardown(void **state)
 {
 	struct fx *x = *state;
-	struct loop_stats st;
 
 	run_until_workers_idle(x);
 	if (x->auth) {
@@ -360,14 +334,7 @@ static int teardown(void **state)
 		auth_free(x->auth);
 	}
 	worker_pool_free(x->pool);
-	loop_run_once(x->loop, 0);
-	assert_int_equal(task_count_live(x->loop), 0);
-	assert_int_equal(task_count_ended_unreleased(x->loop), 0);
-	loop_stats(x->loop, &st);
-	assert_int_equal(st.live_io, 0);
-	assert_int_equal(st.live_timers, 0);
-	assert_int_equal(st.pending_deferred, 0);
-	assert_int_equal(st.holds, 0);
+	assert_loop_quiet(x->loop);
 	loop_free(x->loop);
 	free(x);
 	assert_int_equal(atomic_load(&decode_on_loop), 0);

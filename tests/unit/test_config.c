@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fixture.h"
 #include "jwt_verify.h"
 #include "testkeys.h"
 #include "tier.h"
@@ -41,44 +42,27 @@ static int group_setup(void **state)
 		return -1;
 	snprintf(F.conf, sizeof(F.conf), "%s/t.conf", F.dir);
 	tk_keypair("EC", "P-256", 0, false, &F.ec_priv, &F.ec_pub);
-	free(tk_write_file(F.dir, "user.key", secret, strlen(secret)));
-	free(tk_write_file(F.dir, "short.key", "0123456789", 10));
-	free(tk_write_file(F.dir, "empty.key", "", 0));
-	free(
-	    tk_write_file(F.dir, "site.key", site_secret, strlen(site_secret)));
-	free(tk_write_file(F.dir, "ticket.key", F.ec_priv, strlen(F.ec_priv)));
-	free(tk_write_file(F.dir, "ticket.pub", F.ec_pub, strlen(F.ec_pub)));
+	/* keys 0600, as they should be (a warning otherwise) */
+	free(tk_write_key(F.dir, "user.key", secret, strlen(secret)));
+	free(tk_write_key(F.dir, "short.key", "0123456789", 10));
+	free(tk_write_key(F.dir, "empty.key", "", 0));
+	free(tk_write_key(F.dir, "site.key", site_secret, strlen(site_secret)));
+	free(tk_write_key(F.dir, "ticket.key", F.ec_priv, strlen(F.ec_priv)));
+	free(tk_write_key(F.dir, "ticket.pub", F.ec_pub, strlen(F.ec_pub)));
 	free(tk_write_file(F.dir, "tiers.conf", tiers, strlen(tiers)));
 	free(tk_write_file(F.dir, "badtiers.conf",
 			   "default = gold\n"
 			   "[tier basic]\ncpus = 1\n",
 			   36));
-	/* keys 0600, as they should be (a warning otherwise) */
-	{
-		static const char *const keys[] = {"user.key",	 "short.key",
-						   "empty.key",	 "site.key",
-						   "ticket.key", "ticket.pub"};
-		char p[160];
-		size_t i;
-
-		for (i = 0; i < sizeof(keys) / sizeof(*keys); i++) {
-			snprintf(p, sizeof(p), "%s/%s", F.dir, keys[i]);
-			if (chmod(p, 0600))
-				return -1;
-		}
-	}
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
 	free(F.ec_priv);
 	free(F.ec_pub);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", F.dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return rm_rf(F.dir);
 }
 
 /* The [gateway] lines every test needs, relative to F.dir. */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "jwt_verify.h"
 #include "testkeys.h"
 
@@ -59,8 +60,6 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
 	jwt_key_free(K.hs);
 	jwt_key_free(K.ec_priv);
@@ -71,8 +70,7 @@ static int group_teardown(void **state)
 	free(K.ec_pub_pem);
 	free(K.rsa_priv_pem);
 	free(K.rsa_pub_pem);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", K.dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return rm_rf(K.dir);
 }
 
 /* The error never quotes the token (nor a long piece of it). */

@@ -19,22 +19,9 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "loop.h"
 #include "log.h"
-
-#define RUN_LIMIT_MS 30000
-
-static void run_until(struct loop *l, const bool *done)
-{
-	uint64_t start = loop_clock_ms();
-
-	while (!*done) {
-		assert_true(loop_run_once(l, 50) >= 0);
-		if (loop_clock_ms() - start > RUN_LIMIT_MS)
-			fail_msg("loop did not reach its done flag in %d ms",
-				 RUN_LIMIT_MS);
-	}
-}
 
 static int setup(void **state)
 {

@@ -20,16 +20,14 @@
 
 #include <cmocka.h>
 
+#define RUN_LIMIT_MS 60000 /* before fixture.h: longer than its default */
+#include "fixture.h"
 #include "log.h"
 #include "loop.h"
 #include "output_store.h"
 #include "task.h"
 #include "worker.h"
 
-#define container_of(ptr, type, member)                                        \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
-#define RUN_LIMIT_MS 60000
 #define MiB (1u << 20)
 
 struct fx {
@@ -40,23 +38,6 @@ struct fx {
 };
 
 static pthread_t loop_thread;
-
-static void run_until(struct loop *l, const bool *done)
-{
-	uint64_t start = loop_clock_ms();
-
-	while (!*done) {
-		assert_true(loop_run_once(l, 50) >= 0);
-		if (loop_clock_ms() - start > RUN_LIMIT_MS)
-			fail_msg("loop did not reach its done flag");
-	}
-}
-
-static int rm_cb(const char *p, const struct stat *sb, int flag,
-		 struct FTW *ftw)
-{
-	return remove(p);
-}
 
 static void fx_open(struct fx *f)
 {
@@ -83,21 +64,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	struct loop_stats st;
 
 	output_store_free(f->os);
 	worker_pool_free(f->pool);
-	loop_run_once(f->loop, 0);
-	assert_int_equal(task_count_live(f->loop), 0);
-	assert_int_equal(task_count_ended_unreleased(f->loop), 0);
-	loop_stats(f->loop, &st);
-	assert_int_equal(st.live_io, 0);
-	assert_int_equal(st.live_timers, 0);
-	assert_int_equal(st.pending_deferred, 0);
-	assert_int_equal(st.holds, 0);
+	assert_loop_quiet(f->loop);
 	loop_free(f->loop);
 	umount(f->dir); /* if a test mounted something; else EINVAL */
-	nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	rm_rf(f->dir);
 	free(f);
 	return 0;
 }

@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "fake_http.h"
+#include "fixture.h"
 #include "http_client.h"
 #include "json_util.h"
 #include "jwt_verify.h"
@@ -41,19 +42,6 @@
 #include "worker.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define container_of(ptr, type, member)                                        \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-#define RUN_LIMIT_MS 30000
-
-#define RUN_UNTIL(l, cond)                                                     \
-	do {                                                                   \
-		uint64_t ru_start_ = loop_clock_ms();                          \
-		while (!(cond)) {                                              \
-			assert_true(loop_run_once((l), 20) >= 0);              \
-			if (loop_clock_ms() - ru_start_ > RUN_LIMIT_MS)        \
-				fail_msg("timed out waiting for: %s", #cond);  \
-		}                                                              \
-	} while (0)
 
 /* ------------------------------------------------------- the samples */
 

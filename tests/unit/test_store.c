@@ -28,15 +28,12 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#define RUN_LIMIT_MS 60000 /* before fixture.h: longer than its default */
+#include "fixture.h"
 #include "log.h"
 #include "loop.h"
 #include "store.h"
 #include "task.h"
-
-#define container_of(ptr, type, member)                                        \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
-#define RUN_LIMIT_MS 60000
 
 struct fx {
 	struct loop *loop;
@@ -46,28 +43,6 @@ struct fx {
 };
 
 static pthread_t loop_thread;
-
-static void run_until(struct loop *l, const bool *done)
-{
-	uint64_t start = loop_clock_ms();
-
-	while (!*done) {
-		assert_true(loop_run_once(l, 50) >= 0);
-		if (loop_clock_ms() - start > RUN_LIMIT_MS)
-			fail_msg("loop did not reach its done flag");
-	}
-}
-
-static int rm_cb(const char *p, const struct stat *sb, int flag,
-		 struct FTW *ftw)
-{
-	return remove(p);
-}
-
-static void rm_rf(const char *dir)
-{
-	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static int setup(void **state)
 {
@@ -103,18 +78,10 @@ static void fx_close(struct fx *f)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	struct loop_stats st;
 
 	if (f->st)
 		fx_close(f);
-	loop_run_once(f->loop, 0);
-	assert_int_equal(task_count_live(f->loop), 0);
-	assert_int_equal(task_count_ended_unreleased(f->loop), 0);
-	loop_stats(f->loop, &st);
-	assert_int_equal(st.live_io, 0);
-	assert_int_equal(st.live_timers, 0);
-	assert_int_equal(st.pending_deferred, 0);
-	assert_int_equal(st.holds, 0);
+	assert_loop_quiet(f->loop);
 	loop_free(f->loop);
 	rm_rf(f->dir);
 	free(f);

@@ -17,28 +17,13 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "log.h"
 #include "loop.h"
 #include "task.h"
 #include "worker.h"
 
-#define container_of(ptr, type, member)                                        \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
-#define RUN_LIMIT_MS 30000
-
 static pthread_t loop_thread;
-
-static void run_until(struct loop *l, const bool *done)
-{
-	uint64_t start = loop_clock_ms();
-
-	while (!*done) {
-		assert_true(loop_run_once(l, 50) >= 0);
-		if (loop_clock_ms() - start > RUN_LIMIT_MS)
-			fail_msg("loop did not reach its done flag");
-	}
-}
 
 static int setup(void **state)
 {
@@ -53,16 +38,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct loop *l = *state;
-	struct loop_stats st;
 
-	loop_run_once(l, 0);
-	assert_int_equal(task_count_live(l), 0);
-	assert_int_equal(task_count_ended_unreleased(l), 0);
-	loop_stats(l, &st);
-	assert_int_equal(st.live_io, 0);
-	assert_int_equal(st.live_timers, 0);
-	assert_int_equal(st.pending_deferred, 0);
-	assert_int_equal(st.holds, 0);
+	assert_loop_quiet(l);
 	loop_free(l);
 	return 0;
 }

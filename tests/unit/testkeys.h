@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/bio.h>
 #include <openssl/buffer.h>
@@ -171,6 +172,20 @@ static inline char *tk_write_file(const char *dir, const char *name,
 	snprintf(path, len, "%s/%s", dir, name);
 	f = fopen(path, "w");
 	if (!f || fwrite(data, 1, n, f) != n || fclose(f))
+		abort();
+	return path;
+}
+
+/*
+ * A key file: tk_write_file, then mode 0600 as keys should have (the
+ * gateway warns otherwise).  Returns the path (free it).
+ */
+static inline char *tk_write_key(const char *dir, const char *name,
+				 const void *data, size_t n)
+{
+	char *path = tk_write_file(dir, name, data, n);
+
+	if (chmod(path, 0600))
 		abort();
 	return path;
 }
