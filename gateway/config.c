@@ -423,6 +423,8 @@ static const struct key gateway_keys[] = {
      .dflt = GW_CONF_DEFAULT_MAX_BODY},
     {"max_header", KEY_SIZE, GW(max_header), .min = 1024, .max = 1L << 20,
      .dflt = GW_CONF_DEFAULT_MAX_HEADER},
+    {"requests_per_turn", KEY_UINT, GW(requests_per_turn), .min = 1,
+     .max = 100000, .dflt = GW_CONF_DEFAULT_REQUESTS_PER_TURN},
     {"drain_timeout", KEY_UINT, GW(drain_timeout_s), .min = 0, .max = 3600,
      .dflt = GW_CONF_DEFAULT_DRAIN_TIMEOUT},
     {"stall_threshold", KEY_UINT, GW(stall_threshold_s), .min = 1, .max = 86400,

@@ -46,6 +46,7 @@ struct tier_table;
 #define GW_CONF_DEFAULT_CONNECTION_TIMEOUT 30
 #define GW_CONF_DEFAULT_MAX_BODY (1u << 20)
 #define GW_CONF_DEFAULT_MAX_HEADER (8u << 10)
+#define GW_CONF_DEFAULT_REQUESTS_PER_TURN 64
 #define GW_CONF_DEFAULT_DRAIN_TIMEOUT 10
 #define GW_CONF_DEFAULT_STALL_THRESHOLD 30
 #define GW_CONF_DEFAULT_MAX_TOKEN_LIFETIME (7 * 24 * 3600)
@@ -135,6 +136,7 @@ struct gw_config {
 	unsigned connection_timeout_s;
 	uint64_t max_body;
 	uint64_t max_header;
+	unsigned requests_per_turn; /* to handlers per loop turn */
 	unsigned drain_timeout_s;
 	unsigned stall_threshold_s;
 	int64_t max_token_lifetime_s; /* cap on user tokens (exp - iat) */

@@ -228,6 +228,7 @@ static int serve_init(void)
 		.connection_timeout_s = gw.cfg->connection_timeout_s,
 		.max_body = gw.cfg->max_body,
 		.max_header = gw.cfg->max_header,
+		.requests_per_turn = gw.cfg->requests_per_turn,
 	};
 	size_t i;
 	int rv;

@@ -95,6 +95,7 @@ static void restart_only(const struct gw_config *o, const struct gw_config *n,
 	CHECK_NUM(connection_timeout_s, "connection_timeout");
 	CHECK_NUM(max_body, "max_body");
 	CHECK_NUM(max_header, "max_header");
+	CHECK_NUM(requests_per_turn, "requests_per_turn");
 	if (o->n_sites != n->n_sites) {
 		add(buf, len, "the set of sites");
 		return;

@@ -132,6 +132,7 @@ static void test_full(void **state)
 			      "connection_timeout = 5\n"
 			      "max_body = 2M\n"
 			      "max_header = 8K\n"
+			      "requests_per_turn = 16\n"
 			      "drain_timeout = 3\n"
 			      "stall_threshold = 7\n"
 			      "max_token_lifetime = 3600\n"
@@ -175,6 +176,7 @@ static void test_full(void **state)
 	assert_int_equal(cfg->connection_timeout_s, 5);
 	assert_int_equal(cfg->max_body, 2 << 20);
 	assert_int_equal(cfg->max_header, 8 << 10);
+	assert_int_equal(cfg->requests_per_turn, 16);
 	assert_int_equal(cfg->drain_timeout_s, 3);
 	assert_int_equal(cfg->stall_threshold_s, 7);
 	assert_int_equal(cfg->max_token_lifetime_s, 3600);
@@ -204,7 +206,7 @@ static void test_full(void **state)
 	assert_int_equal(a->jwt_lifetime_s, 600);
 	assert_string_equal(a->kind, "slurmrestd");
 	assert_string_equal(b->kind, "slurmrestd-v0039");
-	assert_int_equal(a->line, 20);
+	assert_int_equal(a->line, 21);
 	assert_int_equal(b->url_kind, GW_URL_UNIX);
 	assert_string_equal(b->unix_path, "/run/slurmrestd/beta/%u.sock");
 	assert_int_equal(b->auth, GW_SITE_AUTH_MUNGE);
@@ -235,6 +237,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->connection_timeout_s, 30);
 	assert_int_equal(cfg->max_body, 1 << 20);
 	assert_int_equal(cfg->max_header, 8 << 10);
+	assert_int_equal(cfg->requests_per_turn, 64);
 	assert_int_equal(cfg->drain_timeout_s, 10);
 	assert_int_equal(cfg->stall_threshold_s, 30);
 	assert_int_equal(cfg->max_token_lifetime_s, 7 * 86400);
