@@ -1,5 +1,13 @@
 /*
  * jwt_verify.c: see jwt_verify.h.  Every call into libjwt 1.10 is here.
+ *
+ * One exception to "libjwt does the JWT": signing with RS256/ES256.
+ * libjwt 1.10 takes the key as PEM and decodes it for every token it
+ * signs; with OpenSSL 3's decoders that is ~400 us per ES256 ticket, one
+ * per job (docs/performance.md).  Those tokens are signed here with the
+ * EVP_PKEY decoded once at load (EVP_DigestSign; ES256's DER signature
+ * turned into the JWS R || S form), and verified by libjwt like any other
+ * (the unit tests verify every signed token with libjwt).
  */
 #include "jwt_verify.h"
 
@@ -15,8 +23,10 @@
 #include <unistd.h>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/buffer.h>
 #include <openssl/crypto.h>
+#include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -38,6 +48,7 @@ struct jwt_key {
 	size_t sign_len;
 	unsigned char *verify;
 	size_t verify_len;
+	EVP_PKEY *pkey; /* RS256/ES256 private key, decoded once; or NULL */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -106,6 +117,7 @@ void jwt_key_free(struct jwt_key *key)
 {
 	if (!key)
 		return;
+	EVP_PKEY_free(key->pkey);
 	if (key->sign != key->verify)
 		wipe_free(key->sign, key->sign_len);
 	wipe_free(key->verify, key->verify_len);
@@ -252,6 +264,8 @@ static int load_pem(struct jwt_key *k, const void *data, size_t len,
 		rv = bio_take(priv, &k->sign, &k->sign_len);
 		if (rv)
 			goto out_free_out;
+		k->pkey = pkey; /* kept for jwt_sign_token */
+		pkey = NULL;
 	}
 	rv = 0;
 	goto out_free_out;
@@ -882,6 +896,109 @@ out_free_hdr:
 	return rv;
 }
 
+/* base64url without padding of n bytes at out; returns the length. */
+static size_t b64url(const unsigned char *in, size_t n, char *out)
+{
+	size_t len = (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+
+	while (len && out[len - 1] == '=')
+		len--;
+	out[len] = '\0';
+	for (char *p = out; *p; p++)
+		if (*p == '+')
+			*p = '-';
+		else if (*p == '/')
+			*p = '_';
+	return len;
+}
+
+/* JWS signature bytes of in[0, n) with an RS256/ES256 key, into sig. */
+static int pkey_sign(const struct jwt_key *key, const char *in, size_t n,
+		     unsigned char *sig, size_t *siglen)
+{
+	unsigned char der[EVP_MAX_MD_SIZE * 4 + 512];
+	size_t derlen = sizeof(der);
+	const unsigned char *p = der;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	ECDSA_SIG *es = NULL;
+	const BIGNUM *r, *s;
+	int rv = -EINVAL;
+
+	if (!md)
+		return -ENOMEM;
+	if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key->pkey) != 1 ||
+	    EVP_DigestSign(md, NULL, &derlen, (const unsigned char *)in, n) !=
+		1 ||
+	    derlen > sizeof(der) ||
+	    EVP_DigestSign(md, der, &derlen, (const unsigned char *)in, n) != 1)
+		goto out;
+	if (key->alg == JWT_ALG_RS256) {
+		if (derlen > *siglen)
+			goto out;
+		memcpy(sig, der, derlen);
+		*siglen = derlen;
+		rv = 0;
+		goto out;
+	}
+	/* ES256: DER ECDSA-Sig-Value -> R || S, 32 bytes each */
+	es = d2i_ECDSA_SIG(NULL, &p, (long)derlen);
+	if (!es || *siglen < 64)
+		goto out;
+	ECDSA_SIG_get0(es, &r, &s);
+	if (BN_bn2binpad(r, sig, 32) != 32 || BN_bn2binpad(s, sig + 32, 32) != 32)
+		goto out;
+	*siglen = 64;
+	rv = 0;
+out:
+	ECDSA_SIG_free(es);
+	EVP_MD_CTX_free(md);
+	OPENSSL_cleanse(der, sizeof(der));
+	return rv;
+}
+
+/* header.claims.signature for RS256/ES256, from the claims' JSON text. */
+static int sign_with_pkey(const struct jwt_key *key, const char *claims,
+			  char **out, char *err, size_t errlen)
+{
+	char hdr[64];
+	size_t clen = strlen(claims), n, cap;
+	unsigned char sig[1024];
+	size_t siglen = sizeof(sig);
+	char *tok;
+	int rv;
+
+	snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"typ\":\"JWT\"}",
+		 alg_name(key->alg));
+	cap = (strlen(hdr) + clen + sizeof(sig)) / 3 * 4 + 16;
+	if (cap > JWT_TOKEN_MAX * 2) {
+		set_err(err, errlen,
+			"signed token would be longer than %d bytes",
+			JWT_TOKEN_MAX);
+		return -E2BIG;
+	}
+	tok = malloc(cap);
+	if (!tok) {
+		set_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	n = b64url((const unsigned char *)hdr, strlen(hdr), tok);
+	tok[n++] = '.';
+	n += b64url((const unsigned char *)claims, clen, tok + n);
+	rv = pkey_sign(key, tok, n, sig, &siglen);
+	if (rv) {
+		set_err(err, errlen, "could not sign with the %s key (OpenSSL: %s)",
+			alg_name(key->alg), ssl_reason());
+		log_err("signing with a %s key failed", alg_name(key->alg));
+		free(tok);
+		return rv;
+	}
+	tok[n++] = '.';
+	b64url(sig, siglen, tok + n);
+	OPENSSL_cleanse(sig, sizeof(sig));
+	*out = tok;
+	return 0;
+}
+
 int jwt_sign_token(const struct jwt_key *key, const json_t *claims, char **out,
 		   char *err, size_t errlen)
 {
@@ -906,6 +1023,12 @@ int jwt_sign_token(const struct jwt_key *key, const json_t *claims, char **out,
 	rv = json_dump_text(claims, 0, &text, err, errlen);
 	if (rv)
 		return rv;
+	if (key->pkey) {
+		rv = sign_with_pkey(key, text, &tok, err, errlen);
+		if (rv)
+			goto out_free_text;
+		goto check_len;
+	}
 	rv = -jwt_new(&jwt);
 	if (rv) {
 		jwt = NULL;
@@ -934,6 +1057,7 @@ int jwt_sign_token(const struct jwt_key *key, const json_t *claims, char **out,
 		ERR_clear_error();
 		goto out_free_jwt;
 	}
+check_len:
 	if (strlen(tok) > JWT_TOKEN_MAX) {
 		set_err(err, errlen,
 			"signed token would be longer than %d bytes",
