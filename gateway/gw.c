@@ -86,7 +86,7 @@ void gw_site_record(struct gw_site *s, bool ok, const char *error)
 void gw_site_record_result(struct gw_site *s, const struct site_result *r)
 {
 	if (r->busy)
-		return; /* our own queue for the site was full: not sent */
+		return; /* not sent, or "try again": no verdict on health */
 	switch (r->err) {
 	case SITE_ERR_OK:
 	case SITE_ERR_REJECTED:

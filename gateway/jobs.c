@@ -813,8 +813,9 @@ static enum task_step after_site_call(struct gw_job *j)
 			return TASK_WAIT;
 		}
 		if (r->busy) {
-			/* never sent (our connection bound was full): the
-			 * intent stands, submit again; no lookup, no strike */
+			/* not applied (our connection bound was full, or the
+			 * site's job table): the intent stands, submit again
+			 * later; no lookup, no strike */
 			log_info("job %s: submit to %s waits: %s", j->rec.id,
 				 j->rec.site, r->message);
 			return backoff(j, SUBMITTING);

@@ -211,8 +211,13 @@ struct site_result {
 	int http_status;      /* 0: no HTTP answer */
 	int slurm_errno;      /* first error's number/code, 0 when none */
 	bool outcome_unknown; /* submit/cancel may have been applied */
-	bool busy; /* never sent: no connection to the site came free in time
-		      (our bound, not the site's health) */
+	/*
+	 * Not applied, and to be tried again later without a lookup or a
+	 * strike against the site: no connection to the site came free in
+	 * time (our bound), or slurmctld said "try again" to a submit (its
+	 * job table full: MaxJobCount), as sbatch would retry.
+	 */
+	bool busy;
 	/*
 	 * The site's text verbatim (error descriptions joined by "; ",
 	 * job_submit_user_msg first), or ours for transport errors.  On a

@@ -232,6 +232,19 @@ static size_t read_errors(const json_t *root, struct site_result *r)
 	return n;
 }
 
+/*
+ * Errors with which slurmctld refuses a job it could take later, so that
+ * sbatch sleeps and retries them (src/sbatch/sbatch.c): EAGAIN (the job
+ * table is full: MaxJobCount), ESLURM_ERROR_ON_DESC_TO_RECORD_COPY (2007)
+ * and ESLURM_NODES_BUSY (2016, job creation disabled for now).  The job was
+ * not created: submit again later, without a lookup.
+ */
+static bool submit_retry_later(int slurm_errno)
+{
+	return slurm_errno == EAGAIN || slurm_errno == 2007 ||
+	       slurm_errno == 2016;
+}
+
 static enum site_err classify(int slurm_errno)
 {
 	if (slurm_errno == 2017) /* ESLURM_INVALID_JOB_ID */
@@ -460,6 +473,11 @@ void site_slurmrestd_parse(enum site_op op, uint32_t job_id, const char *tag,
 		r->err = classify(r->slurm_errno);
 		if (r->err == SITE_ERR_BACKEND)
 			r->outcome_unknown = mutating;
+		if (op == SITE_OP_SUBMIT && submit_retry_later(r->slurm_errno)) {
+			r->err = SITE_ERR_UNAVAILABLE;
+			r->outcome_unknown = false;
+			r->busy = true;
+		}
 		goto out;
 	}
 	switch (op) {

@@ -270,6 +270,7 @@ static void test_synthetic_answers(void **state)
 		enum site_err err;
 		bool outcome_unknown;
 		const char *message;
+		bool busy; /* not applied: submit again later */
 	} cases[] = {
 	    /* a job_submit plugin says no: its words first, verbatim */
 	    {"job_submit rejection", SITE_OP_SUBMIT, 0, 500,
@@ -279,57 +280,72 @@ static void test_synthetic_answers(void **state)
 	     "not allowed\"}",
 	     SITE_ERR_REJECTED, false,
 	     "tier premium: account \"x\" is not allowed; Invalid account or "
-	     "account/partition combination specified"},
+	     "account/partition combination specified", false},
 	    {"access denied", SITE_OP_CANCEL, 0, 500,
 	     "{%s,\"errors\":[{\"description\":\"unable to kill JobId=5 "
 	     "with signal 9: Access\\/permission denied\","
 	     "\"error_number\":2002,\"error\":\"Access\\/permission "
 	     "denied\",\"source\":\"slurm_kill_job\"}]}",
 	     SITE_ERR_DENIED, false,
-	     "unable to kill JobId=5 with signal 9: Access/permission denied"},
+	     "unable to kill JobId=5 with signal 9: Access/permission denied", false},
 	    {"controller down", SITE_OP_PING, 0, 200,
 	     "{%s,\"errors\":[],\"pings\":[{\"hostname\":\"vm\",\"ping\":"
 	     "\"DOWN\",\"status\":-1,\"mode\":\"primary\"}]}",
-	     SITE_ERR_BACKEND, false, "slurmctld vm is DOWN"},
+	     SITE_ERR_BACKEND, false, "slurmctld vm is DOWN", false},
 	    {"ping without pings", SITE_OP_PING, 0, 200, "{%s,\"errors\":[]}",
-	     SITE_ERR_PROTOCOL, false, NULL},
+	     SITE_ERR_PROTOCOL, false, NULL, false},
 	    {"get: empty jobs", SITE_OP_GET, 0, 200,
-	     "{%s,\"errors\":[],\"jobs\":[]}", SITE_ERR_NOT_FOUND, false, NULL},
+	     "{%s,\"errors\":[],\"jobs\":[]}", SITE_ERR_NOT_FOUND, false, NULL, false},
 	    {"get: not json", SITE_OP_GET, 0, 200, "<html>oops</html>",
-	     SITE_ERR_PROTOCOL, false, NULL},
+	     SITE_ERR_PROTOCOL, false, NULL, false},
 	    {"submit: 200 not json", SITE_OP_SUBMIT, 0, 200, "garbage",
-	     SITE_ERR_PROTOCOL, true, NULL},
+	     SITE_ERR_PROTOCOL, true, NULL, false},
 	    {"submit: no job_id", SITE_OP_SUBMIT, 0, 200, "{%s,\"errors\":[]}",
-	     SITE_ERR_PROTOCOL, true, NULL},
+	     SITE_ERR_PROTOCOL, true, NULL, false},
 	    {"submit: proxy 502", SITE_OP_SUBMIT, 0, 502,
 	     "<html><body>Bad Gateway</body></html>\n", SITE_ERR_UNAVAILABLE,
 	     true,
 	     "HTTP 502 from slurmrestd: <html><body>Bad "
-	     "Gateway</body></html>"},
+	     "Gateway</body></html>", false},
 	    {"list: 500 no errors", SITE_OP_LIST, 0, 500,
 	     "{%s,\"errors\":[],\"jobs\":[]}", SITE_ERR_UNAVAILABLE, false,
-	     "HTTP 500 from slurmrestd without errors"},
+	     "HTTP 500 from slurmrestd without errors", false},
 	    {"list: jobs not an array", SITE_OP_LIST, 0, 200,
-	     "{%s,\"errors\":[],\"jobs\":{}}", SITE_ERR_PROTOCOL, false, NULL},
+	     "{%s,\"errors\":[],\"jobs\":{}}", SITE_ERR_PROTOCOL, false, NULL, false},
 	    {"list: no readable job", SITE_OP_LIST, 0, 200,
 	     "{%s,\"errors\":[],\"jobs\":[{\"job_state\":\"RUNNING\"}]}",
-	     SITE_ERR_PROTOCOL, false, NULL},
+	     SITE_ERR_PROTOCOL, false, NULL, false},
 	    {"timeout", SITE_OP_SUBMIT, -ETIMEDOUT, 0, "", SITE_ERR_TIMEOUT,
-	     true, "slurmrestd: Connection timed out"},
+	     true, "slurmrestd: Connection timed out", false},
 	    {"no slot in time: not sent", SITE_OP_SUBMIT, -EAGAIN, 0, "",
-	     SITE_ERR_TIMEOUT, false, NULL},
+	     SITE_ERR_TIMEOUT, false, NULL, true},
+	    /* recorded: slurmctld at MaxJobCount; sbatch would retry */
+	    {"submit: job table full", SITE_OP_SUBMIT, 0, 500,
+	     "{%s,\"errors\":[{\"error_code\":11,\"error\":\"Resource "
+	     "temporarily unavailable\"}]}",
+	     SITE_ERR_UNAVAILABLE, false, "Resource temporarily unavailable",
+	     true},
+	    {"submit: job creation disabled", SITE_OP_SUBMIT, 0, 500,
+	     "{%s,\"errors\":[{\"error_code\":2016,\"error\":\"Requested "
+	     "nodes are busy\"}]}",
+	     SITE_ERR_UNAVAILABLE, false, NULL, true},
+	    /* the same errno on a cancel is no "submit again" */
+	    {"cancel: EAGAIN", SITE_OP_CANCEL, 0, 500,
+	     "{%s,\"errors\":[{\"error_code\":11,\"error\":\"Resource "
+	     "temporarily unavailable\"}]}",
+	     SITE_ERR_REJECTED, false, NULL, false},
 	    {"refused", SITE_OP_SUBMIT, -ECONNREFUSED, 0, "",
-	     SITE_ERR_UNAVAILABLE, false, NULL},
+	     SITE_ERR_UNAVAILABLE, false, NULL, false},
 	    {"reset", SITE_OP_CANCEL, -ECONNRESET, 0, "", SITE_ERR_UNAVAILABLE,
-	     true, NULL},
+	     true, NULL, false},
 	    {"reset (read-only)", SITE_OP_GET, -ECONNRESET, 0, "",
-	     SITE_ERR_UNAVAILABLE, false, NULL},
+	     SITE_ERR_UNAVAILABLE, false, NULL, false},
 	    {"garbage", SITE_OP_LIST, -EPROTO, 0, "", SITE_ERR_UNAVAILABLE,
-	     false, NULL},
+	     false, NULL, false},
 	    {"too big", SITE_OP_LIST, -EFBIG, 200, "", SITE_ERR_PROTOCOL, false,
-	     NULL},
+	     NULL, false},
 	    {"shutdown", SITE_OP_PING, -ESHUTDOWN, 0, "", SITE_ERR_CANCELLED,
-	     false, NULL},
+	     false, NULL, false},
 	};
 	size_t i;
 
@@ -359,6 +375,8 @@ static void test_synthetic_answers(void **state)
 				 r.message);
 		if (cases[i].message)
 			assert_string_equal(r.message, cases[i].message);
+		if (r.busy != cases[i].busy)
+			fail_msg("%s: busy=%d", cases[i].name, r.busy);
 		assert_true(r.message[0] != '\0');
 		site_result_clear(&r);
 	}
