@@ -12,6 +12,11 @@
 #   BENCH_DRAIN_TIMEOUT=180                          s to wait for the site's queue to empty
 #   BENCH_SUBMIT_JOBS=pend|run                       (default pend, see below)
 #   BENCH_FREEZE_GATEWAY=1                           SIGSTOP tiergated during direct runs
+#   BENCH_POLL_INTERVAL=2                            the site's poll_interval (the
+#                                                    product's default; the test
+#                                                    cluster's is 1 s, for speed)
+#   BENCH_SITE_CONNS=CONC                            the site's max_connections: as
+#                                                    many as the direct client has
 #
 # The bench uses its own cluster (`up --sites SITE --with-gateway` under
 # BENCH_CLUSTER_DIR, never the test cluster).  The client is
@@ -86,6 +91,11 @@ export TIERGATED=$OUT/tiergated
 	echo "rounds $ROUNDS, N $N, concurrency $CONC; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/info"
 
+# the gateway as deployed (poll interval), with as many connections to the
+# site as the direct client opens
+export TIERGATE_POLL_INTERVAL=${BENCH_POLL_INTERVAL:-2}
+export TIERGATE_SITE_MAX_CONNECTIONS=${BENCH_SITE_CONNS:-$CONC}
+echo "gateway: poll_interval $TIERGATE_POLL_INTERVAL s, site max_connections $TIERGATE_SITE_MAX_CONNECTIONS" | tee -a "$OUT/info"
 exports=$(slurm-test-cluster/up --sites "$SITE" --with-gateway 2>"$OUT/up.log") ||
 	{ cat "$OUT/up.log" >&2; exit 1; }
 eval "$exports"
