@@ -6,7 +6,7 @@
 #
 # Variants, interleaved round by round so drift hits all alike:
 #   none       empty plugstack.conf (the baseline)
-#   plugin     tiergate.so, the gateway (a stand-in receiver) answering
+#   plugin     tiergate.so, the gateway (a stand-in receiver, nice 19) answering
 #   down       tiergate.so, nothing listening on the gateway port
 #   quiet      tiergate.so without gateway= (reports off: tiers and their
 #              enforcement only; no spool, no relay, no receiver at work)
@@ -30,7 +30,10 @@ PLUGIN_LINE=$(cat "$PS")
 PORT=$(grep -o 'gateway=[^ ]*' "$PS" | sed 's/.*://')
 OUT=$(mktemp -d /tmp/tiergate-bench.XXXXXX)
 trap 'kill $RECV 2>/dev/null || true; printf "%s\n" "$PLUGIN_LINE" >"$PS"' EXIT
-python3 tests/integration/receiver.py --port "$PORT" --dir "$OUT/recv" \
+# at nice 19, as in spank-output.sh: a gateway on another machine would
+# not take the CPU the next srun needs (the relay on the node does, at nice
+# 10, and is measured)
+nice -n 19 python3 tests/integration/receiver.py --port "$PORT" --dir "$OUT/recv" \
 	--munge-socket "${!sock}" >"$OUT/recv.log" 2>&1 &
 RECV=$!
 sleep 0.5
