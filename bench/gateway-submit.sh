@@ -17,6 +17,13 @@
 #                                                    cluster's is 1 s, for speed)
 #   BENCH_SITE_CONNS=CONC                            the site's max_connections: as
 #                                                    many as the direct client has
+#   BENCH_PIN=0                                      1: the site's daemons (slurmctld,
+#                                                    slurmrestd, munged, slurmd) on
+#                                                    CPU 0, tiergated and the client
+#                                                    on CPU 1, in both variants: a
+#                                                    gateway that does not share the
+#                                                    site's CPU, as when it runs on
+#                                                    another machine
 #
 # The bench uses its own cluster (`up --sites SITE --with-gateway` under
 # BENCH_CLUSTER_DIR, never the test cluster).  The client is
@@ -112,11 +119,23 @@ if [ "$MODE" = pend ]; then
 	scontrol update partitionname=debug state=down
 fi
 
+PIN=()
+if [ "${BENCH_PIN:-0}" = 1 ]; then
+	command -v taskset >/dev/null || { echo "taskset missing" >&2; exit 1; }
+	[ "$(nproc)" -ge 2 ] || { echo "BENCH_PIN needs 2 CPUs" >&2; exit 1; }
+	for f in "$TIERGATE_CLUSTER_DIR/$SITE"/run/*.pid.own "$TIERGATE_CLUSTER_DIR/$SITE"/run/munged.pid; do
+		[ -f "$f" ] && taskset -a -cp 0 "$(head -1 "$f")" >/dev/null
+	done
+	taskset -a -cp 1 "$(cat "$GW_DIR/tiergated.pid")" >/dev/null
+	PIN=(taskset -c 1)
+	echo "pinned: site daemons on CPU 0, tiergated and the client on CPU 1" | tee -a "$OUT/info"
+fi
+
 export SITE
 FREEZE=${BENCH_FREEZE_GATEWAY:-1} MODE=$MODE N=$N CONC=$CONC ROUNDS=$ROUNDS OUT=$OUT GW_URL=$TIERGATE_URL TOKEN=$TIERGATE_TOKEN_ALICE \
 	REST_URL=${!REST_URL} JWT_KEY=${!JWT_KEY} SLURM_CONF=${!CONF} GW_PID=$(cat "$GW_DIR/tiergated.pid") \
 	SITE_DIR=$TIERGATE_CLUSTER_DIR/$SITE DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-180} \
-	python3 bench/submit-client.py
+	"${PIN[@]}" python3 bench/submit-client.py
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 tail -c +"$((LOG0 + 1))" "$GW_DIR/tiergated.log" | grep -v ' info: ' >"$OUT/gw-log-not-info" || true
 echo "gateway log during the bench: $(wc -l <"$OUT/gw-log-not-info") lines other than info (in $OUT/gw-log-not-info)"
