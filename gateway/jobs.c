@@ -1194,6 +1194,25 @@ int jobs_new(struct gw *gw, struct jobs **out)
 	return 0;
 }
 
+void jobs_park(struct jobs *js)
+{
+	struct gw_job *j;
+	size_t n = 0;
+
+	if (!js)
+		return;
+	for (j = js->newest; j; j = j->older) {
+		if (!j->task.ops || j->task.destroyed)
+			continue;
+		task_abandon(&j->task, "shutdown");
+		n++;
+	}
+	if (n)
+		log_info("%zu unfinished job(s) parked; they resume at the next "
+			 "start",
+			 n);
+}
+
 void jobs_free(struct jobs *js)
 {
 	struct gw_job *j, *older;

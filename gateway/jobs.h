@@ -87,6 +87,12 @@ struct job_request {
 
 int jobs_new(struct gw *gw, struct jobs **out);
 void jobs_free(struct jobs *js);
+/*
+ * Shutdown, once the loop has stopped: end every job's task without a step
+ * (task_abandon; a cancel would be the user's).  Their state is in the
+ * store, and the next start resumes them.
+ */
+void jobs_park(struct jobs *js);
 /* Start-up: index every job in the store; resume the unfinished. */
 int jobs_load(struct jobs *js, size_t *n_loaded);
 

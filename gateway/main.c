@@ -51,14 +51,27 @@ static void usage(FILE *f)
 
 static uint64_t drain_deadline_ms;
 
-/* Every 100 ms: stop once no request or stream is left, or at the deadline. */
+/* Pollers end on the cancel on_term sent them (a list in flight is cut). */
+static bool pollers_live(void)
+{
+	for (size_t i = 0; i < gw.n_sites; i++)
+		if (gw.sites[i].poller)
+			return true;
+	return false;
+}
+
+/*
+ * Every 100 ms: stop once no request, stream or poller is left, or at the
+ * deadline.
+ */
 static void drain_check(struct loop_timer *t, void *arg)
 {
 	struct http_server_stats st;
 
 	(void)arg;
 	http_server_stats(gw.server, &st);
-	if (st.requests_active == 0 && st.streams_active == 0) {
+	if (st.requests_active == 0 && st.streams_active == 0 &&
+	    !pollers_live()) {
 		log_info("drained; exiting");
 		loop_stop(gw.loop);
 		return;
@@ -319,6 +332,8 @@ int main(int argc, char **argv)
 	rv = loop_run(gw.loop) < 0 ? 1 : 0;
 	loop_timer_stop(&stall_timer);
 	loop_timer_stop(&drain_timer);
+	jobs_park(gw.jobs);
+	loop_run_once(gw.loop, 0); /* their end-of-turn closings */
 
 out_serve:
 	if (gw.server)

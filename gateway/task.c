@@ -199,6 +199,15 @@ void task_wake(struct task *t, unsigned reasons)
 		loop_defer(t->loop, &t->ready, task_run_cb, t);
 }
 
+void task_abandon(struct task *t, const char *why)
+{
+	if (!t->ops || t->destroyed)
+		return;
+	dbg("%s#%" PRIu64 " abandoned in state %s: %s", t->ops->kind, t->id,
+	    task_state_name(t), why);
+	task_finish(t);
+}
+
 int task_cancel(struct task *t, const char *reason)
 {
 	if (t->destroyed)

@@ -150,6 +150,15 @@ static inline enum task_step task_yield(struct task *t)
 }
 
 /*
+ * Shutdown only: end t now, without another step, as if it had returned
+ * TASK_DONE (its destroy op runs once the last reference goes).  For
+ * tasks whose state lives elsewhere (a job's is in the store) and for
+ * which a cancel would mean something else.  A no-op on a task that was
+ * never started or has ended.
+ */
+void task_abandon(struct task *t, const char *why);
+
+/*
  * Ask the task to stop: records `reason` (copied, first one wins) and wakes
  * it with TASK_WAKE_CANCEL.  Its step decides what that means (it may
  * still need to cancel remote work).  0, or -ESRCH if already destroyed.

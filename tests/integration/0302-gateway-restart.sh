@@ -29,3 +29,17 @@ for s in "${SITES[@]}"; do
 		fi
 	done
 done
+
+# SIGTERM with a job still running: the gateway drains, its pollers end,
+# the job is parked for the next start, and nothing is reported leaked
+printf '#!/bin/bash\nsleep 5\n' >"$TEST_JOBS_DIR/short.sh"
+id=$(tg alice submit --site "${SITES[0]}" --tier basic --name t0302-term "$TEST_JOBS_DIR/short.sh")
+wait_gw_state alice "$id" 60 running
+log0=$(stat -c %s "$TIERGATED_LOG")
+gateway_stop
+tail -c +"$((log0 + 1))" "$TIERGATED_LOG" >"$TEST_JOBS_DIR/term.log"
+grep -q 'unfinished job(s) parked' "$TEST_JOBS_DIR/term.log" ||
+	fail "no 'parked' line at SIGTERM: $(cat "$TEST_JOBS_DIR/term.log")"
+if grep -E 'leaked|still referenced' "$TEST_JOBS_DIR/term.log"; then
+	fail "the gateway reported leaks at SIGTERM"
+fi

@@ -733,6 +733,29 @@ static void test_sliced_job_yields_to_io(void **state)
 	close(s.fds[1]);
 }
 
+/* Shutdown: an abandoned task takes no further step, not even for a wake
+   already queued, and is freed at the end of the turn. */
+static void test_abandon(void **state)
+{
+	struct loop *l = *state;
+	struct sleeper never = {0}, s = {0};
+
+	task_abandon(&never.task, "never started"); /* a no-op */
+	assert_int_equal(task_start(l, &s.task, &sleeper_ops), 0);
+	loop_run_once(l, 0);
+	assert_int_equal(s.task.n_steps, 1);
+	assert_int_equal(task_count_live(l), 1);
+	task_wake(&s.task, TASK_WAKE_MSG);
+	task_abandon(&s.task, "shutdown");
+	assert_true(s.task.destroyed);
+	assert_int_equal(task_count_live(l), 0);
+	assert_false(s.freed); /* freed at the end of the turn */
+	loop_run_once(l, 0);
+	assert_true(s.freed);
+	assert_int_equal(s.task.n_steps, 1);
+	task_abandon(&s.task, "again"); /* ended: a no-op */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -753,6 +776,7 @@ int main(void)
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sliced_job_yields_to_io, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_abandon, setup, teardown),
 	};
 
 	log_init("test_task");
