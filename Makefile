@@ -27,7 +27,7 @@ ALL_LDFLAGS = $(LDHARDEN) $(LDFLAGS) $(EXTRA_LDFLAGS)
 
 # Libraries, each wrapped in one place of the sources (see docs/architecture.md)
 SHARED_LIBS  = -ljwt -ljansson -lmunge -lcrypto
-GATEWAY_LIBS = -lmicrohttpd -lcurl -lsqlite3 -lpthread
+GATEWAY_LIBS = -lmicrohttpd -lcurl -lsqlite3 -lyajl -lpthread
 SPANK_LIBS   = -lcurl
 # The plugin is loaded by every srun/sbatch/slurmstepd: it links nothing
 # but libc.  libcurl, libmunge, libjwt and OpenSSL cost ~10 ms per srun

@@ -18,6 +18,7 @@
 #include "json_util.h"
 #include "jwt_verify.h"
 #include "log.h"
+#include "slurmrestd_list.h"
 #include "worker.h"
 
 #define SRD_TOKEN_CACHE 64
@@ -357,6 +358,14 @@ static void read_pings(const json_t *root, struct site_result *r)
 	}
 }
 
+/* Lists read by slurmrestd_list.c (false: jansson only, for the tests). */
+static bool stream_lists = true;
+
+void site_slurmrestd_stream_lists(bool on)
+{
+	stream_lists = on;
+}
+
 void site_slurmrestd_parse(enum site_op op, uint32_t job_id, const char *tag,
 			   int http_rc, long status, const char *body,
 			   size_t len, const char *transport_error,
@@ -420,6 +429,12 @@ void site_slurmrestd_parse(enum site_op op, uint32_t job_id, const char *tag,
 		r->not_modified = true;
 		return;
 	}
+	/* big lists: only the fields we keep, without jansson's tree */
+	if ((op == SITE_OP_LIST || op == SITE_OP_FIND_BY_TAG) && status >= 200 &&
+	    status < 300 && stream_lists &&
+	    slurmrestd_list_read(body, len, op == SITE_OP_FIND_BY_TAG ? tag : NULL,
+				 r) <= 0)
+		return;
 	if (json_parse_text(body, len, 0, &root, jerr, sizeof(jerr)) < 0 ||
 	    !json_is_object(root)) {
 		json_decref(root);

@@ -61,6 +61,12 @@ void site_slurmrestd_parse(enum site_op op, uint32_t job_id, const char *tag,
 			   size_t len, const char *transport_error,
 			   struct site_result *r);
 
+/*
+ * Tests and benchmarks: read list answers with jansson only (false) or,
+ * the default, with slurmrestd_list.c's stream reader where it can.
+ */
+void site_slurmrestd_stream_lists(bool on);
+
 /* Tests: the wall clock used for token claims (NULL: time()). */
 void site_slurmrestd_set_clock(struct site *s, time_t (*now)(void));
 

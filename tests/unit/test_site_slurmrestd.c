@@ -3,6 +3,9 @@
  *
  * 1. Table-driven: every recorded answer in tests/unit/data/slurmrestd/
  *    (see its README.md) -> the expected parsed result.
+ * 1b. Lists read by the stream reader (slurmrestd_list.c) give the same
+ *    result as jansson's tree, job by job, for the samples, a big list and
+ *    odd answers; those it leaves to jansson it says so.
  * 2. End to end through the site interface against a fake slurmrestd on
  *    loopback (tests/unit/fake_http.h): the request's shape (path, the
  *    X-SLURM-* headers, a JWT that verifies with the site's key, the
@@ -38,6 +41,7 @@
 #include "site.h"
 #include "site_slurmrestd.h"
 #include "slurm_state.h"
+#include "slurmrestd_list.h"
 #include "task.h"
 #include "worker.h"
 
@@ -257,6 +261,175 @@ static void test_sample_jobs_list(void **state)
 }
 
 /* Answers not recorded from a real site: made from the real shapes. */
+/* ------------------------------------- lists: stream reader vs jansson */
+
+/* Parse body as op both ways; the results must be the same, byte for byte. */
+static void same_both_ways(const char *what, enum site_op op, const char *tag,
+			   const char *body, size_t len)
+{
+	struct site_result a = {0}, b = {0};
+	size_t i;
+
+	site_slurmrestd_stream_lists(false);
+	site_slurmrestd_parse(op, 0, tag, 0, 200, body, len, "", &a);
+	site_slurmrestd_stream_lists(true);
+	site_slurmrestd_parse(op, 0, tag, 0, 200, body, len, "", &b);
+	if (a.err != b.err || a.n_jobs != b.n_jobs ||
+	    a.slurm_errno != b.slurm_errno || strcmp(a.message, b.message))
+		fail_msg("%s: jansson %s %zu jobs '%s', stream %s %zu jobs '%s'",
+			 what, site_err_name(a.err), a.n_jobs, a.message,
+			 site_err_name(b.err), b.n_jobs, b.message);
+	for (i = 0; i < a.n_jobs; i++)
+		if (memcmp(&a.jobs[i], &b.jobs[i], sizeof(a.jobs[i])))
+			fail_msg("%s: job %zu (%u) differs", what, i,
+				 a.jobs[i].job_id);
+	site_result_clear(&a);
+	site_result_clear(&b);
+}
+
+/* 0: the stream reader took it; 1: it left it to jansson. */
+static int stream_takes(const char *body)
+{
+	struct site_result r = {0};
+	int rv = slurmrestd_list_read(body, strlen(body), NULL, &r);
+
+	site_result_clear(&r);
+	return rv;
+}
+
+static void test_list_stream_matches_jansson(void **state)
+{
+	static const char *const list_samples[] = {
+	    "jobs.json",	"job-completed.json",
+	    "job-failed.json",	"job-cancelled.json",
+	    "job-running.json", "job-pending-or-running.json",
+	    "job-nonexistent.json", "jobs-expired-token.json",
+	};
+	static const struct {
+		const char *body;
+		int taken; /* by the stream reader */
+	} odd[] = {
+	    {"{\"jobs\":[]}", 0},
+	    {"{\"errors\":[],\"jobs\":[{\"job_id\":7,\"job_state\":"
+	     "\"RUNNING\",\"comment\":\"tiergate:j-1\",\"nodes\":\"a\\\"1\","
+	     "\"user_name\":\"\\u00e9l\\u00e8ve\",\"exit_code\":0}]}",
+	     0},
+	    /* fields of the wrong type count as absent */
+	    {"{\"jobs\":[{\"job_id\":8,\"exit_code\":1.0,\"job_state\":3,"
+	     "\"start_time\":{},\"end_time\":[1],\"submit_time\":null,"
+	     "\"nodes\":false,\"comment\":7}]}",
+	     0},
+	    {"{\"jobs\":[{\"job_id\":9},{\"job_id\":0},5,[1],{}]}", 0},
+	    {"{\"jobs\":[{\"job_id\":4294967296},{\"job_id\":3,"
+	     "\"nested\":{\"job_id\":99,\"a\":[{\"job_id\":98}]}}]}",
+	     0},
+	    /* a tag too long, or after a prefix of another case */
+	    {"{\"jobs\":[{\"job_id\":1,\"comment\":\"tiergate:"
+	     "0123456789012345678901234567890123456789012345678901234567890"
+	     "123456789\"},{\"job_id\":2,\"comment\":\"TIERGATE:j-2\"}]}",
+	     0},
+	    /* for jansson alone */
+	    {"{\"jobs\":[{\"job_id\":1}],\"errors\":[{\"error\":\"x\"}]}", 1},
+	    {"{\"jobs\":{}}", 1},
+	    {"{\"jobs\":5}", 1},
+	    {"{\"meta\":{}}", 1},
+	    {"[{\"jobs\":[]}]", 1},
+	    {"{\"jobs\":[5,{\"job_id\":0}]}", 1},
+	    {"{\"jobs\":[{\"job_id\":1,\"comment\":\"a\\u0000b\"}]}", 1},
+	    {"{\"jobs\":[{\"job_id\":1}],\"jobs\":[]}", 1},
+	    {"{\"jobs\":[{\"job_id\":1}", 1},
+	    {"{\"jobs\":[{\"job_id\":99999999999999999999}]}", 1},
+	    {"garbage", 1},
+	};
+	char *body, *big, *p;
+	size_t len, i, n = 3000;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(list_samples); i++) {
+		body = load(list_samples[i], &len);
+		same_both_ways(list_samples[i], SITE_OP_LIST, NULL, body, len);
+		same_both_ways(list_samples[i], SITE_OP_FIND_BY_TAG, "j-1",
+			       body, len);
+		free(body);
+	}
+	body = load("jobs.json", &len);
+	assert_int_equal(stream_takes(body), 0); /* the recorded list */
+	free(body);
+	/* the one known difference: jansson refuses duplicate keys anywhere
+	   (JSON_REJECT_DUPLICATES); the stream reader takes the last value
+	   (slurmrestd's objects are dictionaries: it never sends any) */
+	{
+		const char *dup = "{\"jobs\":[{\"job_id\":\"7\",\"job_id\":8}]}";
+		struct site_result r = {0};
+
+		assert_int_equal(slurmrestd_list_read(dup, strlen(dup), NULL, &r),
+				 0);
+		assert_int_equal(r.n_jobs, 1);
+		assert_int_equal(r.jobs[0].job_id, 8);
+		site_result_clear(&r);
+	}
+	for (i = 0; i < ARRAY_SIZE(odd); i++) {
+		char what[32];
+
+		snprintf(what, sizeof(what), "odd answer %zu", i);
+		same_both_ways(what, SITE_OP_LIST, NULL, odd[i].body,
+			       strlen(odd[i].body));
+		same_both_ways(what, SITE_OP_FIND_BY_TAG, "j-1", odd[i].body,
+			       strlen(odd[i].body));
+		if (stream_takes(odd[i].body) != odd[i].taken)
+			fail_msg("%s: taken by the stream reader: %d, wanted %d",
+				 what, !odd[i].taken, odd[i].taken);
+	}
+	/* a big list: one recorded job, n times, with its id, tag and state
+	   changed, and a long reason */
+	body = load("job-completed.json", &len);
+	{
+		json_t *root = NULL, *jobs, *job, *copy;
+		char err[128];
+
+		assert_int_equal(json_parse_text(body, len, 0, &root, err,
+						 sizeof(err)),
+				 0);
+		jobs = json_object_get(root, "jobs");
+		job = json_array_get(jobs, 0);
+		assert_non_null(job);
+		for (i = 0; i < n; i++) {
+			char tag[32];
+
+			copy = json_deep_copy(job);
+			json_object_set_new(copy, "job_id",
+					    json_integer((json_int_t)(5000 + i)));
+			snprintf(tag, sizeof(tag), "tiergate:j-%zu", i % 700);
+			json_object_set_new(copy, "comment", json_string(tag));
+			json_object_set_new(
+			    copy, "job_state",
+			    json_string(i % 3 ? "PENDING" : "RUNNING"));
+			if (i % 100 == 0)
+				json_object_set_new(
+				    copy, "state_reason",
+				    json_string("Resources and then some text "
+						"that goes on for a while"));
+			json_array_append_new(jobs, copy);
+		}
+		big = json_dumps(root, JSON_INDENT(3));
+		json_decref(root);
+	}
+	free(body);
+	same_both_ways("big list", SITE_OP_LIST, NULL, big, strlen(big));
+	same_both_ways("big list", SITE_OP_FIND_BY_TAG, "j-1", big,
+		       strlen(big));
+	assert_int_equal(stream_takes(big), 0);
+	/* cut anywhere, it is refused the same way */
+	for (p = big + strlen(big) / 2; p > big + strlen(big) / 2 - 40; p--) {
+		char saved = *p;
+
+		*p = '\0';
+		same_both_ways("cut list", SITE_OP_LIST, NULL, big, strlen(big));
+		*p = saved;
+	}
+	free(big);
+}
+
 static void test_synthetic_answers(void **state)
 {
 	static const char meta[] =
@@ -1490,6 +1663,7 @@ int main(void)
 	    cmocka_unit_test(test_samples),
 	    cmocka_unit_test(test_sample_jobs_list),
 	    cmocka_unit_test(test_synthetic_answers),
+	    cmocka_unit_test(test_list_stream_matches_jansson),
 	    cmocka_unit_test(test_tag_parse),
 	    cmocka_unit_test(test_submit_body),
 	    cmocka_unit_test_setup_teardown(test_submit_end_to_end, setup,
