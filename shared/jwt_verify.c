@@ -912,13 +912,16 @@ static size_t b64url(const unsigned char *in, size_t n, char *out)
 	return len;
 }
 
-/* JWS signature bytes of in[0, n) with an RS256/ES256 key, into sig. */
+/*
+ * JWS signature bytes of in[0, n) with an RS256/ES256 key, into sig (room
+ * for *siglen bytes: at least sig_max(key)).
+ */
 static int pkey_sign(const struct jwt_key *key, const char *in, size_t n,
 		     unsigned char *sig, size_t *siglen)
 {
-	unsigned char der[EVP_MAX_MD_SIZE * 4 + 512];
-	size_t derlen = sizeof(der);
-	const unsigned char *p = der;
+	unsigned char *der = NULL;
+	size_t derlen = 0, dercap = 0;
+	const unsigned char *p;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	ECDSA_SIG *es = NULL;
 	const BIGNUM *r, *s;
@@ -926,12 +929,20 @@ static int pkey_sign(const struct jwt_key *key, const char *in, size_t n,
 
 	if (!md)
 		return -ENOMEM;
+	/* the size query gives the most the signature can take */
 	if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key->pkey) != 1 ||
-	    EVP_DigestSign(md, NULL, &derlen, (const unsigned char *)in, n) !=
-		1 ||
-	    derlen > sizeof(der) ||
-	    EVP_DigestSign(md, der, &derlen, (const unsigned char *)in, n) != 1)
+	    EVP_DigestSign(md, NULL, &dercap, (const unsigned char *)in, n) !=
+		1)
 		goto out;
+	der = malloc(dercap);
+	if (!der) {
+		rv = -ENOMEM;
+		goto out;
+	}
+	derlen = dercap;
+	if (EVP_DigestSign(md, der, &derlen, (const unsigned char *)in, n) != 1)
+		goto out;
+	p = der;
 	if (key->alg == JWT_ALG_RS256) {
 		if (derlen > *siglen)
 			goto out;
@@ -952,8 +963,19 @@ static int pkey_sign(const struct jwt_key *key, const char *in, size_t n,
 out:
 	ECDSA_SIG_free(es);
 	EVP_MD_CTX_free(md);
-	OPENSSL_cleanse(der, sizeof(der));
+	if (der) {
+		OPENSSL_cleanse(der, dercap);
+		free(der);
+	}
 	return rv;
+}
+
+/* The longest JWS signature of the key: RSA's modulus, or R || S. */
+static size_t sig_max(const struct jwt_key *key)
+{
+	int n = EVP_PKEY_get_size(key->pkey);
+
+	return n > 64 ? (size_t)n : 64;
 }
 
 /* header.claims.signature for RS256/ES256, from the claims' JSON text. */
@@ -961,15 +983,17 @@ static int sign_with_pkey(const struct jwt_key *key, const char *claims,
 			  char **out, char *err, size_t errlen)
 {
 	char hdr[64];
-	size_t clen = strlen(claims), n, cap;
-	unsigned char sig[1024];
-	size_t siglen = sizeof(sig);
+	size_t clen = strlen(claims), n, cap, sigcap = sig_max(key);
+	size_t siglen = sigcap;
+	unsigned char *sig;
 	char *tok;
 	int rv;
 
 	snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"typ\":\"JWT\"}",
 		 alg_name(key->alg));
-	cap = (strlen(hdr) + clen + sizeof(sig)) / 3 * 4 + 16;
+	/* three base64url parts: 4 bytes per 3, plus padding room */
+	cap = (strlen(hdr) + 2) / 3 * 4 + (clen + 2) / 3 * 4 +
+	      (sigcap + 2) / 3 * 4 + 8;
 	if (cap > JWT_TOKEN_MAX * 2) {
 		set_err(err, errlen,
 			"signed token would be longer than %d bytes",
@@ -977,7 +1001,10 @@ static int sign_with_pkey(const struct jwt_key *key, const char *claims,
 		return -E2BIG;
 	}
 	tok = malloc(cap);
-	if (!tok) {
+	sig = malloc(sigcap);
+	if (!tok || !sig) {
+		free(tok);
+		free(sig);
 		set_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
@@ -990,11 +1017,13 @@ static int sign_with_pkey(const struct jwt_key *key, const char *claims,
 			alg_name(key->alg), ssl_reason());
 		log_err("signing with a %s key failed", alg_name(key->alg));
 		free(tok);
+		free(sig);
 		return rv;
 	}
 	tok[n++] = '.';
 	b64url(sig, siglen, tok + n);
-	OPENSSL_cleanse(sig, sizeof(sig));
+	OPENSSL_cleanse(sig, sigcap);
+	free(sig);
 	*out = tok;
 	return 0;
 }

@@ -322,6 +322,33 @@ static void default_sink(enum log_level lvl, const char *line, void *arg)
 	}
 }
 
+/*
+ * Control characters as \xNN, so that what a client sent (a URL-decoded
+ * path with %0A in it) cannot start a line of its own or cut one short.
+ */
+static void escape_controls(char *buf, size_t size)
+{
+	char tmp[LOG_LINE_MAX];
+	size_t i, o = 0, n = strlen(buf);
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			break;
+	if (i == n)
+		return; /* the usual case: nothing to do */
+	for (i = 0; i < n && o + 5 < sizeof(tmp); i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		if (c < 0x20 || c == 0x7f)
+			o += (size_t)snprintf(tmp + o, sizeof(tmp) - o,
+					      "\\x%02x", c);
+		else
+			tmp[o++] = (char)c;
+	}
+	tmp[o] = '\0';
+	snprintf(buf, size, "%s", tmp);
+}
+
 void log_vmsg(enum log_level lvl, const char *file, int line,
 	      const char *func, const char *fmt, va_list ap)
 {
@@ -338,6 +365,7 @@ void log_vmsg(enum log_level lvl, const char *file, int line,
 	}
 	if (n >= 0 && (size_t)n < sizeof(raw))
 		vsnprintf(raw + n, sizeof(raw) - n, fmt, ap);
+	escape_controls(raw, sizeof(raw));
 	log_redact(raw, clean, sizeof(clean));
 	if (log_sink)
 		log_sink(lvl, clean, log_sink_arg);

@@ -141,6 +141,17 @@ static void test_redact_leaves_plain_text(void **state)
 	assert_string_equal(out, "0123");
 }
 
+/* A client's bytes cannot forge a line: control characters are escaped. */
+static void test_control_characters_escaped(void **state)
+{
+	(void)state;
+	log_info("http GET %s 404", "/v1/jobs/a\n2026-01-01T00:00:00Z x: ok\r\x7f\t");
+	assert_int_equal(n_lines, 1);
+	assert_string_equal(lines[0], "http GET /v1/jobs/a\\x0a2026-01-01T00:00:00Z "
+				      "x: ok\\x0d\\x7f\\x09 404");
+	assert_null(strchr(lines[0], '\n'));
+}
+
 static void test_prefix(void **state)
 {
 	(void)state;
@@ -161,6 +172,7 @@ int main(void)
 				       setup),
 		cmocka_unit_test_setup(test_redact_leaves_plain_text, setup),
 		cmocka_unit_test_setup(test_prefix, setup),
+		cmocka_unit_test_setup(test_control_characters_escaped, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
