@@ -32,6 +32,7 @@
  * wait, or whose stream would pass the server's max_stream_buffer, is
  * dropped without slowing the others.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -616,16 +617,24 @@ static enum task_step follow_step(struct task *t, unsigned wake)
 			follow_detach(f);
 			return TASK_DONE;
 		}
-		if (loop_clock_ms() - f->last_write_ms >= HEARTBEAT_MS &&
-		    send_text(f, ": keep-alive\n\n", 14)) {
-			follow_detach(f);
-			return TASK_DONE;
+		{
+			/* one reading of the clock: the sleep never wraps */
+			uint64_t quiet = loop_clock_ms() - f->last_write_ms;
+
+			if (quiet >= HEARTBEAT_MS) {
+				if (send_text(f, ": keep-alive\n\n", 14)) {
+					follow_detach(f);
+					return TASK_DONE;
+				}
+				quiet = loop_clock_ms() - f->last_write_ms;
+				if (quiet > HEARTBEAT_MS)
+					quiet = HEARTBEAT_MS;
+			}
+			task_set_state(t, WAITING);
+			task_wait_idle(t, "new output");
+			feed_wait(fd, f);
+			task_sleep(t, HEARTBEAT_MS - quiet);
 		}
-		task_set_state(t, WAITING);
-		task_wait_idle(t, "new output");
-		feed_wait(fd, f);
-		task_sleep(t,
-			   HEARTBEAT_MS - (loop_clock_ms() - f->last_write_ms));
 		return TASK_WAIT;
 	}
 	return task_yield(t);
@@ -698,8 +707,10 @@ void api_jobs_output(struct http_req *req, void *arg)
 	if (!from)
 		from = http_req_header(req, "Last-Event-ID");
 	if (from) {
+		errno = 0;
 		offset = strtoull(from, &end, 10);
-		if (*end) {
+		/* digits only: strtoull would take " 7", "" and "-1" */
+		if (!isdigit((unsigned char)from[0]) || *end || errno) {
 			http_reply_error(
 			    req, 400, "bad_request",
 			    "offset (or Last-Event-ID) must be a number");

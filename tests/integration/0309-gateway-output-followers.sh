@@ -84,3 +84,13 @@ for _ in $(seq 1 50); do
 done
 assert_eq 0 "$left" "follower tasks left after the swarm"
 curl -sf -o /dev/null "$TIERGATE_URL/healthz" || fail "tiergated does not answer /healthz after the swarm"
+
+# a resume point must be a plain number: 400, not a stream that waits
+for bad in '-1' '%207' '' 'x' '18446744073709551616'; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Authorization: Bearer $TIERGATE_TOKEN_ALICE" \
+		"$TIERGATE_URL/v1/jobs/$id/output?offset=$bad")
+	assert_eq 400 "$code" "?offset=$bad"
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Authorization: Bearer $TIERGATE_TOKEN_ALICE" \
+	-H 'Last-Event-ID: -5' "$TIERGATE_URL/v1/jobs/$id/output")
+assert_eq 400 "$code" "Last-Event-ID: -5"
