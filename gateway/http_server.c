@@ -927,8 +927,8 @@ static void held_unlink(struct http_req *req)
 
 /*
  * From the access handler: true when req may go to its handler now;
- * false when it was held for a later turn (suspended in MHD, no
- * client-gone watch: a turn is short and MHD sees the socket again then).
+ * false when it was held for a later turn (suspended in MHD, with no
+ * client-gone watch: it waits a turn or a few; see http_server.h).
  */
 static bool budget_take(struct http_req *req)
 {
@@ -1756,11 +1756,12 @@ const char *http_req_debug_str(const struct http_req *req, char *buf,
 		snprintf(status, sizeof(status), "-");
 	snprintf(buf, len,
 		 "req %s %s %.*s state=%s refs=%u destroyed=%d status=%s "
-		 "age=%" PRIu64 "ms client=%s flags=%s%s%s%s%s%s",
+		 "age=%" PRIu64 "ms client=%s flags=%s%s%s%s%s%s%s",
 		 req->id[0] ? req->id : "-", req->method ? req->method : "-",
 		 LOG_PATH_MAX, req->path ? req->path : "-",
 		 http_req_state_name(req->state), req->refs, req->destroyed,
 		 status, http_req_age_ms(req), req->client,
+		 req->held ? "held," : "",
 		 req->mhd_suspended ? "susp," : "", req->watch ? "watch," : "",
 		 req->client_gone ? "gone," : "",
 		 req->guard_held ? "guard," : "",

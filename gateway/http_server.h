@@ -45,10 +45,12 @@
  * MHD_run, so at 256 busy connections one call would be 256 requests
  * long.  The server hands at most requests_per_turn requests to routing and
  * handlers in a loop turn; a request read after that is held (suspended in
- * libmicrohttpd, whose socket the client cannot close unnoticed for more
- * than a turn) and handed on at the next turn, before any newer one, so
+ * libmicrohttpd) and handed on at the next turn, before any newer one, so
  * no request waits behind later ones and the loop's other work (timers,
- * site answers, the store) runs between slices.
+ * site answers, the store) runs between slices.  A held request whose
+ * client hung up meanwhile still reaches its handler (libmicrohttpd calls
+ * it before it reads the socket again); its answer then goes nowhere, as
+ * for a client that leaves while its request is handled.
  *
  * Requests.  A request (struct http_req) is created when its request line
  * arrives and ends when libmicrohttpd completes or drops it.  It is
