@@ -985,10 +985,15 @@ static enum task_step job_step(struct task *t, unsigned wake)
 			journal(j, -1);
 			return TASK_WAIT;
 		}
+		if (j->after_backoff == SUBMITTING && j->cancel_pending) {
+			/* cancelled while waiting to submit (a site whose
+			 * job table is full can keep it here for hours):
+			 * submit nothing new, settle it now */
+			task_sleep_stop(t);
+			return enter(j, FINDING);
+		}
 		if (!(wake & TASK_WAKE_TIMER))
 			return TASK_WAIT;
-		if (j->after_backoff == SUBMITTING && j->cancel_pending)
-			j->after_backoff = FINDING; /* cancelled: submit nothing new */
 		if (j->after_backoff == MARKING ||
 		    j->after_backoff == FINISHING ||
 		    j->after_backoff == RECORDING ||
