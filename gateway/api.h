@@ -22,6 +22,12 @@
 #define API_ROUTE_NODE (1u << HTTP_ROUTE_USER_SHIFT)
 
 int api_register(struct gw *gw);
+/*
+ * SIGTERM: end every follower's stream now, cleanly (no "end" event: the
+ * job goes on), so that the drain need not wait for them; clients resume
+ * with Last-Event-ID once the gateway is back.
+ */
+void api_output_quiesce(struct gw *gw);
 
 /* The caller, set by the guard for HTTP_ROUTE_AUTH routes. */
 const struct auth_identity *api_identity(struct http_req *req);

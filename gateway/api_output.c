@@ -529,6 +529,8 @@ static enum task_step follow_step(struct task *t, unsigned wake)
 	int i, rv;
 
 	if ((wake & TASK_WAKE_CANCEL) || http_req_destroyed(f->req)) {
+		if (!http_req_destroyed(f->req))
+			http_stream_close(f->st); /* shutting down */
 		follow_detach(f);
 		return TASK_DONE;
 	}
@@ -671,6 +673,20 @@ static const struct task_ops follow_ops = {
     .debug_str = follow_debug_str,
     .destroy = follow_destroy,
 };
+
+static int quiesce_one(struct task *t, const struct task_info *in, void *arg)
+{
+	if (t->ops == &follow_ops)
+		task_cancel(t, "shutdown");
+	return 0;
+}
+
+void api_output_quiesce(struct gw *gw)
+{
+	size_t n = task_foreach(gw->loop, quiesce_one, NULL);
+
+	dbg("quiesce: %zu task(s) looked at", n);
+}
 
 static void client_gone(struct http_req *req, enum http_req_end how, void *arg)
 {

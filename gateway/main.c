@@ -101,6 +101,7 @@ static void on_term(struct loop_signal *s, int signo, void *arg)
 		 signo, gw.cfg->drain_timeout_s);
 	gw.draining = true;
 	http_server_quiesce(gw.server);
+	api_output_quiesce(&gw);
 	for (i = 0; i < gw.n_sites; i++)
 		site_poller_stop(gw.sites[i].poller);
 	/* in-flight requests get their answers; then stop */

@@ -30,16 +30,30 @@ for s in "${SITES[@]}"; do
 	done
 done
 
-# SIGTERM with a job still running: the gateway drains, its pollers end,
-# the job is parked for the next start, and nothing is reported leaked
-printf '#!/bin/bash\nsleep 5\n' >"$TEST_JOBS_DIR/short.sh"
+# SIGTERM with a job still running and a client following its output: the
+# follower's stream ends at once (it resumes with Last-Event-ID later), the
+# gateway drains without waiting out drain_timeout, its pollers end, the
+# job is parked for the next start, and nothing is reported leaked
+printf '#!/bin/bash\necho started\nsleep 8\n' >"$TEST_JOBS_DIR/short.sh"
 id=$(tg alice submit --site "${SITES[0]}" --tier basic --name t0302-term "$TEST_JOBS_DIR/short.sh")
 wait_gw_state alice "$id" 60 running
+curl -sN -m 30 -H "Authorization: Bearer $TIERGATE_TOKEN_ALICE" \
+	"$TIERGATE_URL/v1/jobs/$id/output" >"$TEST_JOBS_DIR/follow.out" 2>&1 &
+follower=$!
+for _ in $(seq 1 50); do
+	grep -q started "$TEST_JOBS_DIR/follow.out" && break
+	sleep 0.1
+done
 log0=$(stat -c %s "$TIERGATED_LOG")
+t0=$SECONDS
 gateway_stop
+wait "$follower" || true # curl ends with the stream
+assert_lt 3 $((SECONDS - t0)) "seconds from SIGTERM to exit with a follower"
 tail -c +"$((log0 + 1))" "$TIERGATED_LOG" >"$TEST_JOBS_DIR/term.log"
+grep -q 'drained; exiting' "$TEST_JOBS_DIR/term.log" ||
+	fail "no clean drain at SIGTERM: $(grep -v ' http ' "$TEST_JOBS_DIR/term.log")"
 grep -q 'unfinished job(s) parked' "$TEST_JOBS_DIR/term.log" ||
 	fail "no 'parked' line at SIGTERM: $(cat "$TEST_JOBS_DIR/term.log")"
-if grep -E 'leaked|still referenced' "$TEST_JOBS_DIR/term.log"; then
-	fail "the gateway reported leaks at SIGTERM"
+if grep -E 'leaked|still referenced|drain timeout' "$TEST_JOBS_DIR/term.log"; then
+	fail "the gateway reported leaks or a drain timeout at SIGTERM"
 fi
