@@ -39,11 +39,11 @@ static const struct {
 	const char *name;
 	enum field f;
 } fields[] = {
-    {"job_id", F_JOB_ID},	 {"exit_code", F_EXIT_CODE},
-    {"job_state", F_STATE},	 {"state_reason", F_REASON},
-    {"comment", F_COMMENT},	 {"user_name", F_USER},
-    {"nodes", F_NODES},		 {"submit_time", F_SUBMIT},
-    {"start_time", F_START},	 {"end_time", F_END},
+    {"job_id", F_JOB_ID},    {"exit_code", F_EXIT_CODE},
+    {"job_state", F_STATE},  {"state_reason", F_REASON},
+    {"comment", F_COMMENT},  {"user_name", F_USER},
+    {"nodes", F_NODES},	     {"submit_time", F_SUBMIT},
+    {"start_time", F_START}, {"end_time", F_END},
 };
 
 /* One job as read so far; has_* false when absent or of another type. */
@@ -59,14 +59,14 @@ enum top_key { TOP_OTHER, TOP_JOBS, TOP_ERRORS };
 
 struct reader {
 	const char *tag;
-	int depth;	   /* maps and arrays open */
-	enum top_key top;  /* the root's key whose value is being read */
-	bool in_jobs;	   /* inside the root's "jobs" array */
-	bool in_errors;	   /* inside the root's "errors" array */
-	bool seen_jobs;	   /* "jobs" was an array */
-	bool in_job;	   /* inside one job object (depth 3) */
-	bool need_full;	   /* only the full parser can say */
-	enum field field;  /* the job's key being read */
+	int depth;	  /* maps and arrays open */
+	enum top_key top; /* the root's key whose value is being read */
+	bool in_jobs;	  /* inside the root's "jobs" array */
+	bool in_errors;	  /* inside the root's "errors" array */
+	bool seen_jobs;	  /* "jobs" was an array */
+	bool in_job;	  /* inside one job object (depth 3) */
+	bool need_full;	  /* only the full parser can say */
+	enum field field; /* the job's key being read */
 	struct cur_job cur;
 	struct site_job *jobs;
 	size_t n_jobs, cap, n_elems, n_bad;
@@ -393,7 +393,8 @@ int slurmrestd_list_read(const char *body, size_t len, const char *tag,
 
 nomem:
 	free(rd.jobs);
-	site_result_set(r, SITE_ERR_INTERNAL, "out of memory reading a list "
-					      "of jobs");
+	site_result_set(r, SITE_ERR_INTERNAL,
+			"out of memory reading a list "
+			"of jobs");
 	return -ENOMEM;
 }
