@@ -952,6 +952,7 @@ static bool budget_take(struct http_req *req)
 	srv->held_tail = req;
 	srv->st.held++;
 	srv->st.held_total++;
+	dbg("req %s: held for a later turn (%u held)", req->id, srv->st.held);
 	MHD_suspend_connection(req->mc);
 	req->mhd_suspended = true;
 	srv->st.suspended++;
@@ -977,6 +978,8 @@ static void held_release_cb(struct loop_defer *d, void *arg)
 	}
 	if (srv->held_head)
 		loop_defer(srv->loop, &srv->release, held_release_cb, srv);
+	dbg("http %s: released held requests, %u still held", srv->listen_str,
+	    srv->st.held);
 	mhd_pump(srv); /* the released ones run in this turn */
 }
 
