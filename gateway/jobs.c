@@ -236,6 +236,19 @@ static void set_str(char **field, const char *v)
 	*field = v ? strdup(v) : NULL;
 }
 
+/* The site said "try again" (msg), or took it / it ended (NULL). */
+static void set_waiting(struct gw_job *j, const char *msg)
+{
+	if (!msg) {
+		free(j->waiting_msg);
+		j->waiting_msg = NULL;
+		return;
+	}
+	if (!j->waiting_msg)
+		j->waiting_since = (int64_t)time(NULL);
+	set_str(&j->waiting_msg, msg);
+}
+
 /*
  * A submit that may have reached the site while its Slurm id has not
  * reached us (a crash, a lost answer, the site down): the node may report
@@ -335,6 +348,14 @@ json_t *job_to_json(const struct gw_job *j)
 	json_object_set_new(o, "error", err);
 	json_object_set_new(o, "usage", usage);
 	json_object_set_new(o, "request_id", str_or_null(r->request_id));
+	if (j->waiting_msg)
+		json_object_set_new(o, "waiting",
+				    json_pack("{s:s, s:s, s:I}", "code",
+					      "site_busy", "message",
+					      j->waiting_msg, "since",
+					      (json_int_t)j->waiting_since));
+	else
+		json_object_set_new(o, "waiting", json_null());
 	return o;
 }
 
@@ -391,6 +412,7 @@ static void finish(struct gw_job *j, enum store_job_state s,
 		   const char *ended_by)
 {
 	set_state(j, s);
+	set_waiting(j, NULL);
 	/* a cancel's requester ended it only if it ends cancelled */
 	if (ended_by && (!j->rec.ended_by || s != STORE_JOB_CANCELLED ||
 			 !j->rec.cancel_requested)) {
@@ -713,6 +735,7 @@ static void record_site_id(struct gw_job *j, uint32_t slurm_id)
 {
 	bool before = awaiting_id(j);
 
+	set_waiting(j, NULL);
 	j->slurm_id_at_ms = loop_clock_ms();
 	j->rec.slurm_job_id = slurm_id;
 	set_state(j, STORE_JOB_PENDING);
@@ -818,6 +841,8 @@ static enum task_step after_site_call(struct gw_job *j)
 			 * later; no lookup, no strike */
 			log_info("job %s: submit to %s waits: %s", j->rec.id,
 				 j->rec.site, r->message);
+			if (r->slurm_errno) /* the site's words, not our queue */
+				set_waiting(j, r->message);
 			return backoff(j, SUBMITTING);
 		}
 		if (transient) {
@@ -1228,6 +1253,7 @@ void jobs_free(struct jobs *js)
 	/* after loop_free: no task step can run any more */
 	for (j = js->newest; j; j = older) {
 		older = j->older;
+		free(j->waiting_msg);
 		store_req_reset(&j->sreq);
 		site_result_clear(&j->call.result);
 		store_job_clear(&j->rec);

@@ -58,6 +58,10 @@ struct gw_job {
 	struct store_req sreq;
 	char site_user[64];
 	bool cancel_pending; /* a cancel not yet applied at the site */
+	/* why the site has not taken the job yet ("try again": its job table
+	   full), its words; not journaled: the next try says it again */
+	char *waiting_msg;
+	int64_t waiting_since; /* unix seconds */
 	unsigned attempts;   /* site calls failed in a row */
 	enum job_task_state after_backoff;
 	/* a new job: who waits for the durable ack */

@@ -1114,6 +1114,10 @@ int tg_print_job(FILE *out, const json_t *job, const struct tg_fmt *f)
 			str_or(err_v, "message", "(see --json)"));
 	else
 		fprintf(out, "error:      -\n");
+	if (json_is_object(json_object_get(job, "waiting")))
+		fprintf(out, "waiting:    %s (the site says: %s)\n",
+			str_or(json_object_get(job, "waiting"), "code", "?"),
+			str_or(json_object_get(job, "waiting"), "message", "?"));
 	if (json_is_object(usage))
 		fprintf(
 		    out, "usage:      %s cpu-seconds at rate %s = charge %s\n",

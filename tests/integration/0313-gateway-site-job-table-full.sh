@@ -70,6 +70,10 @@ for id in "${ids[@]}"; do
 	st=$(job_field alice "$id" .state)
 	case $st in accepted | submitting) ;; *) fail "job $id waiting for room is '$st'" ;; esac
 	assert_eq null "$(job_field alice "$id" .error)" "error of waiting job $id"
+	# the user sees why, in the site's words
+	assert_eq site_busy "$(job_field alice "$id" .waiting.code)" "waiting.code of $id"
+	assert_contains "$(job_field alice "$id" .waiting.message)" "temporarily unavailable" "waiting.message of $id"
+	assert_contains "$(tg alice status "$id")" "waiting:    site_busy" "tiergate status $id"
 done
 assert_eq $((5 - n)) "$waiting" "jobs waiting for room"
 tail -c +"$((log0 + 1))" "$G/tiergated.log" | grep -q 'waits: Resource temporarily unavailable' ||
@@ -102,6 +106,7 @@ for id in "${ids[@]}"; do
 		continue
 	fi
 	assert_eq 1 "$(site_jobs_named "$id")" "jobs named $id at $s"
+	assert_eq null "$(job_field alice "$id" .waiting)" "waiting of $id once at the site"
 	st=$(job_field alice "$id" .state)
 	case $st in rejected | failed | unknown) fail "job $id ended '$st'" ;; esac
 done
