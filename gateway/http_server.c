@@ -61,6 +61,7 @@
 #define MHD_LIMIT_MARGIN 16    /* MHD's own connection limit, over ours */
 #define STREAM_BLOCK 1024    /* MHD callocs it per stream (HTTP/1.0 clients) */
 #define STREAM_MAX_PULL 8192 /* bytes handed to MHD per call */
+#define BODY_FIRST_MAX (64 * 1024u) /* request body buffer to start with */
 #define LOG_PATH_MAX 200     /* path chars in a log line */
 #define MHD_LOG_PER_SEC 20
 #define ABUSE_LOG_PER_SEC                                                      \
@@ -1519,9 +1520,14 @@ static void first_call(struct http_req *req, const char *url,
 			return;
 		}
 		if (v) {
-			req->body = malloc((size_t)v);
+			/* what the client says, up to 64 KiB: a header alone
+			   must not reserve max_body (body_append grows it) */
+			size_t cap = v < BODY_FIRST_MAX ? (size_t)v :
+							  BODY_FIRST_MAX;
+
+			req->body = malloc(cap);
 			if (req->body)
-				req->body_cap = (size_t)v;
+				req->body_cap = cap;
 		}
 	}
 	if (srv->quiescing) {

@@ -888,6 +888,32 @@ static void test_body_json(void **state)
 	assert_int_equal(c->status, 400);
 	assert_error_body(c->out, "invalid_json", NULL, 0);
 	call_free(c);
+
+	/* a body larger than the first buffer (64 KiB): grown, all kept */
+	{
+		size_t n = 200 * 1024;
+		char *big = malloc(n + 1), *want = malloc(n + 32);
+
+		assert_non_null(big);
+		assert_non_null(want);
+		memcpy(big, "{\"s\":\"", 6);
+		for (i = 6; i < n - 2; i++)
+			big[i] = (char)('a' + i % 26);
+		memcpy(big + n - 2, "\"}", 2);
+		big[n] = '\0';
+		c = call_new(f, "POST", "/v1/echo");
+		c->body = big;
+		c->body_len = n;
+		c->has_body = true;
+		c->headers[0] = "Content-Type: application/json";
+		call_run(f, c);
+		assert_int_equal(c->status, 200);
+		snprintf(want, n + 32, "{\"got\":%s}", big);
+		assert_string_equal(c->out, want);
+		call_free(c);
+		free(big);
+		free(want);
+	}
 }
 
 /* --------------------------------------------------------------- async */
