@@ -316,8 +316,13 @@ static void default_sink(enum log_level lvl, const char *line, void *arg)
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
+		if (w <= 0) {
+			/* cut (a full non-blocking pipe): end the line, so
+			   the next one does not glue onto it */
+			if (off && write(STDERR_FILENO, "\n", 1) < 0)
+				return;
 			return;
+		}
 		off += (size_t)w;
 	}
 }
