@@ -482,6 +482,33 @@ static uint32_t req_uint(const json_t *req, const char *k)
 	return v > 0 && v < UINT32_MAX ? (uint32_t)v : 0;
 }
 
+/*
+ * The job's site call, made when it first talks to the site and given
+ * back once it tracks the job or ends (call_release): 1.5 KB that 100 000
+ * finished jobs need not hold.  Reset for a new operation; NULL when out
+ * of memory.
+ */
+static struct site_call *call_prepare(struct gw_job *j)
+{
+	if (!j->call) {
+		j->call = calloc(1, sizeof(*j->call));
+		if (!j->call)
+			return NULL;
+	}
+	site_call_reset(j->call);
+	j->call->task = &j->task;
+	return j->call;
+}
+
+static void call_release(struct gw_job *j)
+{
+	if (!j->call || site_call_in_flight(j->call))
+		return;
+	site_call_reset(j->call);
+	free(j->call);
+	j->call = NULL;
+}
+
 static int start_submit(struct gw_job *j)
 {
 	struct site_submit sub = {0};
@@ -507,10 +534,13 @@ static int start_submit(struct gw_job *j)
 	sub.tasks = req_uint(req, "ntasks");
 	sub.cpus_per_task = req_uint(req, "cpus_per_task");
 	sub.time_limit_min = req_uint(req, "time_limit_min");
-	site_call_reset(&j->call);
-	j->call.task = &j->task;
+	if (!call_prepare(j)) {
+		json_decref(env);
+		json_decref(req);
+		return -ENOMEM;
+	}
 	j->site->upstream_calls++;
-	rv = site_submit(j->site->site, submit_cred(j, &cred), &sub, &j->call);
+	rv = site_submit(j->site->site, submit_cred(j, &cred), &sub, j->call);
 	json_decref(env);
 	json_decref(req);
 	task_wait_on(&j->task, "site submit");
@@ -567,30 +597,30 @@ static int start_find(struct gw_job *j)
 {
 	struct site_cred cred;
 
-	site_call_reset(&j->call);
-	j->call.task = &j->task;
+	if (!call_prepare(j))
+		return -ENOMEM;
 	j->site->upstream_calls++;
 	if (find_shared(j)) {
 		/* every job of the site: this answer serves all lookups */
 		task_wait_on(&j->task, "site list (find by tag)");
 		return site_list(j->site->site, poll_cred(j, &cred), 0,
-				 &j->call);
+				 j->call);
 	}
 	task_wait_on(&j->task, "site find-by-tag");
 	return site_find_by_tag(j->site->site, submit_cred(j, &cred),
-				j->rec.id, &j->call);
+				j->rec.id, j->call);
 }
 
 static int start_cancel(struct gw_job *j)
 {
 	struct site_cred cred;
 
-	site_call_reset(&j->call);
-	j->call.task = &j->task;
+	if (!call_prepare(j))
+		return -ENOMEM;
 	j->site->upstream_calls++;
 	task_wait_on(&j->task, "site cancel");
 	return site_cancel(j->site->site, submit_cred(j, &cred),
-			   (uint32_t)j->rec.slurm_job_id, &j->call);
+			   (uint32_t)j->rec.slurm_job_id, j->call);
 }
 
 static enum task_step enter(struct gw_job *j, enum job_task_state s);
@@ -637,8 +667,8 @@ static enum task_step backoff(struct gw_job *j, enum job_task_state then)
 static enum task_step not_started(struct gw_job *j, enum job_task_state s,
 				  int rv)
 {
-	const struct site_result *r = &j->call.result;
-	bool done = site_call_done(&j->call);
+	const struct site_result *r = j->call ? &j->call->result : NULL;
+	bool done = r && site_call_done(j->call);
 	bool hopeless = rv == -EINVAL || rv == -EACCES || rv == -EPERM ||
 			(done && r->err != SITE_ERR_OK &&
 			 !site_err_transient(r->err));
@@ -714,6 +744,7 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 		journal(j, -1);
 		break;
 	case TRACKING:
+		call_release(j); /* the poller tracks it from here */
 		task_wait_idle(&j->task, "site poller");
 		/* what arrived while we were busy elsewhere was not a wake here */
 		if (job_final(j) || j->dirty || j->cancel_pending)
@@ -798,7 +829,7 @@ static enum task_step resolve_find(struct gw_job *j, const struct site_job *jobs
 
 static enum task_step after_site_call(struct gw_job *j)
 {
-	struct site_result *r = &j->call.result;
+	struct site_result *r = &j->call->result;
 	bool transient = site_err_transient(r->err) || r->outcome_unknown;
 
 	/*
@@ -815,7 +846,7 @@ static enum task_step after_site_call(struct gw_job *j)
 		if (find_shared(j)) {
 			j->site->finder_until_ms = 0; /* the others may go */
 			if (r->err == SITE_ERR_OK &&
-			    gw_site_set_tagged(j->site, r, j->call.started_ms))
+			    gw_site_set_tagged(j->site, r, j->call->started_ms))
 				log_warn("job %s: out of memory keeping %s's "
 					 "tagged jobs",
 					 j->rec.id, j->rec.site);
@@ -997,7 +1028,7 @@ static enum task_step job_step(struct task *t, unsigned wake)
 	case FINDING:
 	case SUBMITTING:
 	case CANCELLING:
-		if (!site_call_done(&j->call))
+		if (!j->call || !site_call_done(j->call))
 			return TASK_WAIT;
 		return after_site_call(j);
 	case BACKOFF:
@@ -1047,6 +1078,7 @@ static void job_destroy(struct task *t)
 
 	/* the record stays in the index: only the task ends */
 	store_req_reset(&j->sreq);
+	call_release(j);
 }
 
 static const struct task_ops job_task_ops = {
@@ -1255,7 +1287,9 @@ void jobs_free(struct jobs *js)
 		older = j->older;
 		free(j->waiting_msg);
 		store_req_reset(&j->sreq);
-		site_result_clear(&j->call.result);
+		if (j->call)
+			site_result_clear(&j->call->result);
+		free(j->call);
 		store_job_clear(&j->rec);
 		free(j);
 	}

@@ -54,7 +54,7 @@ struct gw_job {
 	uint64_t inflight;    /* bits in the write in flight */
 	uint64_t slurm_id_at_ms; /* when the site's id was learnt (loop clock) */
 	uint64_t find_after_ms;	 /* a lookup by tag must start after this */
-	struct site_call call;
+	struct site_call *call; /* while the job talks to its site, else NULL */
 	struct store_req sreq;
 	char site_user[64];
 	bool cancel_pending; /* a cancel not yet applied at the site */
