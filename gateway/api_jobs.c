@@ -369,9 +369,16 @@ static struct gw_job *visible_job(struct http_req *req, struct gw *gw)
 void api_jobs_get(struct http_req *req, void *arg)
 {
 	struct gw_job *j = visible_job(req, arg);
+	const char *text;
+	size_t len;
 
-	if (j)
-		http_reply_json(req, 200, job_to_json(j));
+	if (!j)
+		return;
+	text = job_json_text(j, &len);
+	if (text)
+		http_reply_data(req, 200, "application/json", text, len);
+	else
+		http_reply_error(req, 500, "internal", "out of memory");
 }
 
 void api_jobs_cancel(struct http_req *req, void *arg)

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "credentials.h"
+#include "json_util.h"
 #include "log.h"
 #include "ticket.h"
 #include "tier.h"
@@ -357,6 +358,121 @@ json_t *job_to_json(const struct gw_job *j)
 	else
 		json_object_set_new(o, "waiting", json_null());
 	return o;
+}
+
+/* ---- the API's view, serialized once per change ----------------------- */
+
+/* FNV-1a, 64 bits: enough to tell a job's views apart. */
+static uint64_t fp_bytes(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	while (n--)
+		h = (h ^ *b++) * 0x100000001b3ull;
+	return h;
+}
+
+static uint64_t fp_str(uint64_t h, const char *s)
+{
+	/* NULL and "" differ: the end marker is part of the value */
+	if (!s)
+		return fp_bytes(h, "\xff", 1);
+	return fp_bytes(h, s, strlen(s) + 1);
+}
+
+#define FP_NUM(h, v)                                                           \
+	do {                                                                   \
+		__typeof__(v) v_ = (v);                                        \
+		h = fp_bytes(h, &v_, sizeof(v_));                              \
+	} while (0)
+
+/*
+ * Everything job_to_json() reads, hashed.  A field added there must be
+ * added here, or its changes would not show until another field changes.
+ */
+static uint64_t job_view_fp(const struct gw_job *j)
+{
+	const struct store_job *r = &j->rec;
+	const struct tier *t = j->jobs->gw->cfg->tiers && r->tier ?
+				       tier_find(j->jobs->gw->cfg->tiers,
+						 r->tier) :
+				       NULL;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	h = fp_str(h, r->id);
+	h = fp_str(h, r->site);
+	h = fp_str(h, r->user);
+	h = fp_str(h, r->tier);
+	h = fp_str(h, r->name);
+	FP_NUM(h, (int)r->state);
+	FP_NUM(h, r->slurm_job_id);
+	h = fp_str(h, r->slurm_state);
+	h = fp_str(h, r->reason);
+	FP_NUM(h, r->exit_code);
+	FP_NUM(h, r->signal);
+	FP_NUM(h, r->cpu_seconds);
+	FP_NUM(h, t ? t->rate : 0.0);
+	FP_NUM(h, r->charge);
+	h = fp_str(h, r->error_code);
+	h = fp_str(h, r->error_message);
+	FP_NUM(h, r->created_at);
+	FP_NUM(h, r->updated_at);
+	FP_NUM(h, (int)r->cancel_requested);
+	h = fp_str(h, job_final(j) ? r->ended_by : NULL);
+	h = fp_str(h, r->request_id);
+	h = fp_str(h, j->waiting_msg);
+	FP_NUM(h, j->waiting_since);
+	return h;
+}
+
+/*
+ * TIERGATE_CHECK_VIEW=1 (the integration tests set it): every copy served
+ * is compared with a fresh one, and a difference logged as an error.
+ */
+static bool check_view(void)
+{
+	static int on = -1;
+
+	if (on < 0)
+		on = getenv("TIERGATE_CHECK_VIEW") != NULL;
+	return on;
+}
+
+const char *job_json_text(struct gw_job *j, size_t *len)
+{
+	uint64_t fp = job_view_fp(j);
+	char *text = NULL, err[128];
+	json_t *o;
+
+	if (j->json_text && j->json_fp == fp) {
+		if (!check_view()) {
+			*len = j->json_len;
+			return j->json_text;
+		}
+		o = job_to_json(j);
+		if (o && json_dump_text(o, 0, &text, err, sizeof(err)) == 0 &&
+		    strcmp(text, j->json_text) != 0)
+			log_err("job %s: stale view copy (a field job_to_json "
+				"shows is missing from job_view_fp): %s",
+				j->rec.id, text);
+		free(text);
+		text = NULL;
+		json_decref(o);
+		*len = j->json_len;
+		return j->json_text;
+	}
+	o = job_to_json(j);
+	if (!o || json_dump_text(o, 0, &text, err, sizeof(err)) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	json_decref(o);
+	free(j->json_text);
+	j->json_text = text;
+	j->json_len = strlen(text);
+	j->json_fp = fp;
+	*len = j->json_len;
+	return text;
 }
 
 const char *job_debug_str(const struct gw_job *j, char *buf, size_t len)
@@ -1286,6 +1402,7 @@ void jobs_free(struct jobs *js)
 	for (j = js->newest; j; j = older) {
 		older = j->older;
 		free(j->waiting_msg);
+		free(j->json_text);
 		store_req_reset(&j->sreq);
 		if (j->call)
 			site_result_clear(&j->call->result);

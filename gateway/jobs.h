@@ -62,6 +62,10 @@ struct gw_job {
 	   full), its words; not journaled: the next try says it again */
 	char *waiting_msg;
 	int64_t waiting_since; /* unix seconds */
+	/* job_json_text's copy, and the fingerprint of what it shows */
+	char *json_text;
+	size_t json_len;
+	uint64_t json_fp;
 	unsigned attempts;   /* site calls failed in a row */
 	enum job_task_state after_backoff;
 	/* a new job: who waits for the durable ack */
@@ -157,6 +161,13 @@ void output_stream_key(const char *gw_job_id, const char *stream, char *buf,
 
 /* The API's view of the job (new reference). */
 json_t *job_to_json(const struct gw_job *j);
+/*
+ * The same, serialized as http_reply_json would (compact, sorted keys),
+ * kept until what it shows changes: a job polled by web services is
+ * serialized once per change, not once per GET.  Owned by the job; NULL
+ * when out of memory.
+ */
+const char *job_json_text(struct gw_job *j, size_t *len);
 const char *job_debug_str(const struct gw_job *j, char *buf, size_t len);
 bool job_final(const struct gw_job *j);
 

@@ -45,6 +45,7 @@ for s in "${SITES[@]}"; do
 	jq -e '.usage.cpu_seconds > 0 and (.usage.charge - .usage.cpu_seconds * 3 | fabs) < 1e-6' \
 		<<<"$(tg alice --json status "$id")" >/dev/null ||
 		fail "$s $id: usage: $(tg alice --json status "$id" | jq -c .usage)"
+	assert_view_fresh alice "$id"
 
 	# another user: not found (ids are not confirmed), cannot cancel, not listed
 	if out=$(tg bob status "$id" 2>&1); then fail "$s: bob sees alice's job: $out"; fi
@@ -74,8 +75,11 @@ for s in "${SITES[@]}"; do
 	printf '#!/bin/bash\nsleep 120\n' >"$TEST_JOBS_DIR/long.sh"
 	id=$(tg alice submit --site "$s" --tier basic "$TEST_JOBS_DIR/long.sh")
 	wait_gw_state alice "$id" 60 running
+	assert_view_fresh alice "$id"
 	tg alice cancel "$id" >/dev/null || fail "$s: cancel of $id failed"
+	assert_view_fresh alice "$id" # cancel_requested, at once
 	wait_gw_state alice "$id" 60 cancelled
+	assert_view_fresh alice "$id"
 	assert_eq "user:alice" "$(job_field alice "$id" .ended_by)" "$s $id: ended by"
 	wait_gw_state alice "$a" 60 failed
 done

@@ -74,6 +74,7 @@ for id in "${ids[@]}"; do
 	assert_eq site_busy "$(job_field alice "$id" .waiting.code)" "waiting.code of $id"
 	assert_contains "$(job_field alice "$id" .waiting.message)" "temporarily unavailable" "waiting.message of $id"
 	assert_contains "$(tg alice status "$id")" "waiting:    site_busy" "tiergate status $id"
+	assert_view_fresh alice "$id"
 done
 assert_eq $((5 - n)) "$waiting" "jobs waiting for room"
 tail -c +"$((log0 + 1))" "$G/tiergated.log" | grep -q 'waits: Resource temporarily unavailable' ||
@@ -107,6 +108,7 @@ for id in "${ids[@]}"; do
 	fi
 	assert_eq 1 "$(site_jobs_named "$id")" "jobs named $id at $s"
 	assert_eq null "$(job_field alice "$id" .waiting)" "waiting of $id once at the site"
+	assert_view_fresh alice "$id"
 	st=$(job_field alice "$id" .state)
 	case $st in rejected | failed | unknown) fail "job $id ended '$st'" ;; esac
 done

@@ -54,3 +54,23 @@ wait_gw_state() {
 		sleep 0.2
 	done
 }
+
+# assert_view_fresh USER JOB: GET /v1/jobs/JOB (served from the job's
+# serialized copy, job_json_text) shows what a fresh view shows (the job's
+# entry in GET /v1/jobs, built anew each time): the copy never goes stale.
+# The job may change between the two requests (an event arrives): a stale
+# copy differs every time, a change in between only once or twice.
+assert_view_fresh() {
+	local user=$1 job=$2 tok one listed
+	tok=TIERGATE_TOKEN_${user^^}
+	for _ in 1 2 3 4 5; do
+		one=$(curl -sf -H "Authorization: Bearer ${!tok}" "$TIERGATE_URL/v1/jobs/$job" | jq -S .) ||
+			fail "GET /v1/jobs/$job failed"
+		listed=$(curl -sf -H "Authorization: Bearer ${!tok}" "$TIERGATE_URL/v1/jobs?limit=1000" |
+			jq -S --arg id "$job" '.jobs[] | select(.id == $id)') ||
+			fail "GET /v1/jobs failed"
+		[ "$one" = "$listed" ] && return 0
+		sleep 0.3
+	done
+	fail "job $job: GET shows $(jq -c . <<<"$one"), the list $(jq -c . <<<"$listed")"
+}
