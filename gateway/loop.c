@@ -1048,6 +1048,7 @@ int loop_run_once(struct loop *l, int max_wait_ms)
 	run_deferred(l);
 
 	l->phase = LOOP_PHASE_POLL;
+	log_flush(); /* the turn's lines, if this thread buffers them */
 	timeout = poll_timeout(l, max_wait_ms);
 	l->prev_turn_busy = l->n_deferred > 0;
 	n = poll(l->pfds, (nfds_t)l->n_io, timeout);

@@ -306,6 +306,8 @@ int main(int argc, char **argv)
 	gw.loop = loop_new();
 	if (!gw.loop)
 		goto out_config;
+	/* the loop thread's info lines: one write(2) per turn, not per line */
+	log_buffer_thread(true);
 	/* before any thread exists, so that threads inherit the mask */
 	loop_signal_add(gw.loop, SIGTERM, on_term, NULL);
 	loop_signal_add(gw.loop, SIGINT, on_term, NULL);
@@ -365,5 +367,6 @@ out_config:
 	gw_config_unref(gw.cfg);
 	if (rv)
 		log_err("tiergated stopped with an error");
+	log_buffer_thread(false); /* what is left */
 	return rv;
 }

@@ -281,6 +281,53 @@ static pid_t cached_pid(void)
 	return pid;
 }
 
+/* log_buffer_thread: this thread's pending lines */
+#define LOG_BUF_SIZE (16 * 1024)
+static __thread char *tbuf;
+static __thread size_t tbuf_len;
+
+static void write_all(const char *p, size_t n)
+{
+	size_t off = 0;
+
+	/* one write(2) per piece so concurrent writers do not interleave
+	   (dprintf would also fstat and lseek the fd each time) */
+	while (off < n) {
+		ssize_t w = write(STDERR_FILENO, p + off, n - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			/* cut (a full non-blocking pipe): end the line, so
+			   the next one does not glue onto it */
+			if (off && write(STDERR_FILENO, "\n", 1) < 0)
+				return;
+			return;
+		}
+		off += (size_t)w;
+	}
+}
+
+void log_buffer_thread(bool on)
+{
+	if (on && !tbuf) {
+		tbuf = malloc(LOG_BUF_SIZE);
+		tbuf_len = 0;
+	} else if (!on && tbuf) {
+		log_flush();
+		free(tbuf);
+		tbuf = NULL;
+	}
+}
+
+void log_flush(void)
+{
+	if (tbuf && tbuf_len) {
+		write_all(tbuf, tbuf_len);
+		tbuf_len = 0;
+	}
+}
+
 static void default_sink(enum log_level lvl, const char *line, void *arg)
 {
 	/* the date part changes once a second: formatted once per thread */
@@ -288,7 +335,6 @@ static void default_sink(enum log_level lvl, const char *line, void *arg)
 	static __thread char when[32];
 	char out[LOG_LINE_MAX + 128];
 	struct timespec ts;
-	size_t off = 0;
 	int n;
 
 	(void)arg;
@@ -309,22 +355,17 @@ static void default_sink(enum log_level lvl, const char *line, void *arg)
 		n = sizeof(out) - 1;
 		out[n - 1] = '\n';
 	}
-	/* one write(2) per line so concurrent writers do not interleave
-	   (dprintf would also fstat and lseek the fd each time) */
-	while (off < (size_t)n) {
-		ssize_t w = write(STDERR_FILENO, out + off, (size_t)n - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			/* cut (a full non-blocking pipe): end the line, so
-			   the next one does not glue onto it */
-			if (off && write(STDERR_FILENO, "\n", 1) < 0)
-				return;
+	if (tbuf && lvl >= LOG_LVL_INFO) {
+		if (tbuf_len + (size_t)n > LOG_BUF_SIZE)
+			log_flush();
+		if ((size_t)n <= LOG_BUF_SIZE) {
+			memcpy(tbuf + tbuf_len, out, (size_t)n);
+			tbuf_len += (size_t)n;
 			return;
 		}
-		off += (size_t)w;
 	}
+	log_flush(); /* what came before goes first */
+	write_all(out, (size_t)n);
 }
 
 /*

@@ -15,6 +15,7 @@
 #define TIERGATE_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 enum log_level {
@@ -36,6 +37,17 @@ void log_init(const char *prog);
 void log_set_sink(log_sink_fn *sink, void *arg);
 /* Prefix put before every line, e.g. "tiergate: remote: "; NULL clears. */
 void log_set_prefix(const char *prefix);
+
+/*
+ * For an event loop's thread: the default sink keeps this thread's info
+ * and debug lines in a buffer (up to 16 KiB) instead of one write(2) per
+ * line; a warning or an error writes the buffer and itself at once.  The
+ * loop calls log_flush() before it waits, so lines are at most one turn
+ * late and in order; a crash loses at most that turn's info lines.
+ */
+void log_buffer_thread(bool on);
+/* Write this thread's buffered lines now (a no-op when none). */
+void log_flush(void);
 
 /*
  * Switch debug lines on for call sites whose "file:line:func" matches the

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "log.h"
 
 static char lines[16][4096];
@@ -152,6 +155,60 @@ static void test_control_characters_escaped(void **state)
 	assert_null(strchr(lines[0], '\n'));
 }
 
+/* stderr's bytes so far, from the file it was pointed at */
+static size_t stderr_text(int fd, char *buf, size_t cap)
+{
+	ssize_t n = pread(fd, buf, cap - 1, 0);
+
+	assert_true(n >= 0);
+	buf[n] = '\0';
+	return (size_t)n;
+}
+
+/* A loop thread's info lines wait for log_flush; a warning does not. */
+static void test_buffered_thread(void **state)
+{
+	char path[] = "/tmp/test_log.XXXXXX", *buf = malloc(64 * 1024);
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO), i;
+	const char *a, *b, *c;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0 && buf);
+	unlink(path);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	log_set_sink(NULL, NULL); /* the default sink */
+	log_buffer_thread(true);
+	log_info("first %d", 1);
+	log_info("second %d", 2);
+	assert_int_equal(stderr_text(fd, buf, 64 * 1024), 0);
+	log_flush();
+	stderr_text(fd, buf, 64 * 1024);
+	a = strstr(buf, "first 1");
+	b = strstr(buf, "second 2");
+	assert_true(a && b && a < b);
+	/* a warning writes what waits, then itself: in order, at once */
+	log_info("third %d", 3);
+	log_warn("fourth %d", 4);
+	stderr_text(fd, buf, 64 * 1024);
+	b = strstr(buf, "third 3");
+	c = strstr(buf, "fourth 4");
+	assert_true(b && c && b < c);
+	/* more than the buffer holds goes out without a flush */
+	for (i = 0; i < 400; i++)
+		log_info("filler line %04d with some words to take room", i);
+	assert_non_null(strstr(buf, "fourth 4"));
+	stderr_text(fd, buf, 64 * 1024);
+	assert_non_null(strstr(buf, "filler line 0000"));
+	assert_null(strstr(buf, "filler line 0399"));
+	log_buffer_thread(false); /* writes the rest */
+	stderr_text(fd, buf, 64 * 1024);
+	assert_non_null(strstr(buf, "filler line 0399"));
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fd);
+	free(buf);
+}
+
 static void test_prefix(void **state)
 {
 	(void)state;
@@ -173,6 +230,7 @@ int main(void)
 		cmocka_unit_test_setup(test_redact_leaves_plain_text, setup),
 		cmocka_unit_test_setup(test_prefix, setup),
 		cmocka_unit_test_setup(test_control_characters_escaped, setup),
+		cmocka_unit_test_setup(test_buffered_thread, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
