@@ -300,8 +300,11 @@ static void write_all(const char *p, size_t n)
 		if (w <= 0) {
 			/* cut (a full non-blocking pipe): end the line, so
 			   the next one does not glue onto it */
-			if (off && write(STDERR_FILENO, "\n", 1) < 0)
-				return;
+			if (off) {
+				ssize_t nl = write(STDERR_FILENO, "\n", 1);
+
+				(void)nl;
+			}
 			return;
 		}
 		off += (size_t)w;
