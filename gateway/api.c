@@ -72,8 +72,8 @@ static void munge_done(struct auth_munge_req *r, void *arg)
 	if (!http_req_destroyed(req)) {
 		rv = auth_munge_result(r, &aa->id, err, sizeof(err));
 		if (rv == 0) {
-			aa->id.admin = aa->id.admin ||
-				       listed_admin(gw, aa->id.user);
+			aa->id.admin =
+			    aa->id.admin || listed_admin(gw, aa->id.user);
 			if ((aa->route_flags & HTTP_ROUTE_ADMIN) &&
 			    !aa->id.admin)
 				http_reply_error(req, 403, "forbidden",
@@ -120,7 +120,8 @@ static enum http_guard_result guard(struct http_req *req,
 	if (rv) {
 		if (rv == -ENOENT)
 			snprintf(err, sizeof(err),
-				 "no credential: send Authorization: Bearer <token>");
+				 "no credential: send Authorization: Bearer "
+				 "<token>");
 		reply_auth_error(req, rv, err);
 		return HTTP_GUARD_HELD;
 	}
@@ -136,26 +137,24 @@ int api_register(struct gw *gw)
 {
 	const unsigned A = HTTP_ROUTE_AUTH;
 	const struct http_route routes[] = {
-		{"POST", "/v1/jobs", api_jobs_create, gw, A},
-		{"GET", "/v1/jobs", api_jobs_list, gw, A},
-		{"GET", "/v1/jobs/{id}", api_jobs_get, gw, A},
-		{"DELETE", "/v1/jobs/{id}", api_jobs_cancel, gw, A},
-		{"GET", "/v1/jobs/{id}/output", api_jobs_output, gw, A},
-		{"GET", "/v1/usage", api_usage, gw, A},
-		{"GET", "/v1/sites", api_sites, gw, A},
-		{"PUT", "/v1/sites/{site}/credential", api_credential_put, gw,
-		 A},
-		{"GET", "/v1/sites/{site}/credential", api_credential_get, gw,
-		 A},
-		{"DELETE", "/v1/sites/{site}/credential", api_credential_delete,
-		 gw, A},
-		{"POST", "/v1/events", api_node_event, gw, API_ROUTE_NODE},
-		{"POST", "/v1/output/{site}/{job}/{stream}", api_node_output,
-		 gw, API_ROUTE_NODE},
-		{"GET", "/healthz", api_healthz, gw, HTTP_ROUTE_DRAINING},
-		{"GET", "/metrics", api_metrics, gw, HTTP_ROUTE_DRAINING},
-		{"GET", "/debug/tasks", api_debug_tasks, gw,
-		 A | HTTP_ROUTE_ADMIN | HTTP_ROUTE_DRAINING},
+	    {"POST", "/v1/jobs", api_jobs_create, gw, A},
+	    {"GET", "/v1/jobs", api_jobs_list, gw, A},
+	    {"GET", "/v1/jobs/{id}", api_jobs_get, gw, A},
+	    {"DELETE", "/v1/jobs/{id}", api_jobs_cancel, gw, A},
+	    {"GET", "/v1/jobs/{id}/output", api_jobs_output, gw, A},
+	    {"GET", "/v1/usage", api_usage, gw, A},
+	    {"GET", "/v1/sites", api_sites, gw, A},
+	    {"PUT", "/v1/sites/{site}/credential", api_credential_put, gw, A},
+	    {"GET", "/v1/sites/{site}/credential", api_credential_get, gw, A},
+	    {"DELETE", "/v1/sites/{site}/credential", api_credential_delete, gw,
+	     A},
+	    {"POST", "/v1/events", api_node_event, gw, API_ROUTE_NODE},
+	    {"POST", "/v1/output/{site}/{job}/{stream}", api_node_output, gw,
+	     API_ROUTE_NODE},
+	    {"GET", "/healthz", api_healthz, gw, HTTP_ROUTE_DRAINING},
+	    {"GET", "/metrics", api_metrics, gw, HTTP_ROUTE_DRAINING},
+	    {"GET", "/debug/tasks", api_debug_tasks, gw,
+	     A | HTTP_ROUTE_ADMIN | HTTP_ROUTE_DRAINING},
 	};
 	size_t i;
 	int rv;

@@ -30,15 +30,15 @@ void api_sites(struct http_req *req, void *arg)
 		tiers = json_array();
 		for (t = 0; gw->cfg->tiers && t < gw->cfg->tiers->n_tiers; t++)
 			json_array_append_new(
-				tiers, json_string(gw->cfg->tiers->tiers[t].name));
+			    tiers, json_string(gw->cfg->tiers->tiers[t].name));
 		json_object_set_new(o, "name", json_string(s->cfg->name));
-		json_object_set_new(o, "auth",
-				    json_string(gw_site_auth_name(s->cfg->auth)));
-		json_object_set_new(o, "queue_wait_s",
-				    s->queue_waits
-					? json_integer((json_int_t)(
-					      s->queue_wait_s + 0.5))
-					: json_null());
+		json_object_set_new(
+		    o, "auth", json_string(gw_site_auth_name(s->cfg->auth)));
+		json_object_set_new(
+		    o, "queue_wait_s",
+		    s->queue_waits
+			? json_integer((json_int_t)(s->queue_wait_s + 0.5))
+			: json_null());
 		if (s->cfg->auth == GW_SITE_AUTH_JWT_USER) {
 			/* the caller's own token: until when (never itself) */
 			const struct gw_cred *c =
@@ -49,21 +49,21 @@ void api_sites(struct http_req *req, void *arg)
 					      : json_null());
 		}
 		json_object_set_new(
-			o, "state",
-			json_string(s->breaker == BREAKER_CLOSED ?
-					    (s->last_ok ? "up" : "unknown") :
-				    s->breaker == BREAKER_OPEN ? "down" :
-								 "degraded"));
-		json_object_set_new(o, "breaker",
-				    json_string(breaker_state_name(s->breaker)));
+		    o, "state",
+		    json_string(s->breaker == BREAKER_CLOSED
+				    ? (s->last_ok ? "up" : "unknown")
+				: s->breaker == BREAKER_OPEN ? "down"
+							     : "degraded"));
+		json_object_set_new(
+		    o, "breaker", json_string(breaker_state_name(s->breaker)));
 		json_object_set_new(o, "tiers", tiers);
-		json_object_set_new(o, "last_ok", s->last_ok ?
-							  json_integer(s->last_ok) :
-							  json_null());
+		json_object_set_new(o, "last_ok",
+				    s->last_ok ? json_integer(s->last_ok)
+					       : json_null());
 		json_object_set_new(o, "last_error",
-				    s->last_error[0] ?
-					    json_string(s->last_error) :
-					    json_null());
+				    s->last_error[0]
+					? json_string(s->last_error)
+					: json_null());
 		json_array_append_new(sites, o);
 	}
 	o = json_object();
@@ -87,7 +87,7 @@ struct buf {
 };
 
 static void bprintf(struct buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void bprintf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -214,8 +214,10 @@ void api_metrics(struct http_req *req, void *arg)
 		(unsigned long long)hs.held_total);
 	for (i = 0; i < HTTP_STATUS_MAX; i++)
 		if (hs.by_status[i])
-			bprintf(&b, "tiergate_http_requests_total{code=\"%zu\"} %llu\n",
-				i, (unsigned long long)hs.by_status[i]);
+			bprintf(
+			    &b,
+			    "tiergate_http_requests_total{code=\"%zu\"} %llu\n",
+			    i, (unsigned long long)hs.by_status[i]);
 	if (!b.p) {
 		http_reply_error(req, 500, "internal", "out of memory");
 		return;
@@ -233,7 +235,8 @@ static int task_row(struct task *t, const struct task_info *in, void *arg)
 	json_object_set_new(o, "id", json_integer((json_int_t)in->id));
 	json_object_set_new(o, "state", json_string(in->state));
 	json_object_set_new(o, "waiting_on", json_string(in->waiting_on));
-	json_object_set_new(o, "waited_ms", json_integer((json_int_t)in->waited_ms));
+	json_object_set_new(o, "waited_ms",
+			    json_integer((json_int_t)in->waited_ms));
 	json_object_set_new(o, "idle", json_boolean(in->idle));
 	json_object_set_new(o, "age_ms", json_integer((json_int_t)in->age_ms));
 	json_object_set_new(o, "steps", json_integer((json_int_t)in->n_steps));
@@ -251,16 +254,19 @@ void api_debug_tasks(struct http_req *req, void *arg)
 
 	task_foreach(gw->loop, task_row, tasks);
 	loop_stats(gw->loop, &ls);
-	json_object_set_new(loop, "debug",
-			    json_string(loop_debug_str(gw->loop, buf, sizeof(buf))));
-	json_object_set_new(loop, "lag_p99_us", json_integer((json_int_t)ls.lag.p99_us));
-	json_object_set_new(loop, "lag_max_us", json_integer((json_int_t)ls.lag.max_us));
+	json_object_set_new(
+	    loop, "debug",
+	    json_string(loop_debug_str(gw->loop, buf, sizeof(buf))));
+	json_object_set_new(loop, "lag_p99_us",
+			    json_integer((json_int_t)ls.lag.p99_us));
+	json_object_set_new(loop, "lag_max_us",
+			    json_integer((json_int_t)ls.lag.max_us));
 	json_object_set_new(o, "loop", loop);
 	json_object_set_new(o, "tasks", tasks);
-	json_object_set_new(o, "stalled",
-			    json_integer((json_int_t)task_report_stalled(
-				    gw->loop,
-				    gw->cfg->stall_threshold_s * 1000ull)));
+	json_object_set_new(
+	    o, "stalled",
+	    json_integer((json_int_t)task_report_stalled(
+		gw->loop, gw->cfg->stall_threshold_s * 1000ull)));
 	http_reply_json(req, 200, o);
 }
 
@@ -280,11 +286,20 @@ static void usage_done(struct store_req *r)
 			rows = json_array();
 			for (i = 0; i < r->n_usage; i++) {
 				o = json_object();
-				json_object_set_new(o, "user", json_string(r->usage[i].user));
-				json_object_set_new(o, "tier", json_string(r->usage[i].tier ? r->usage[i].tier : ""));
-				json_object_set_new(o, "jobs", json_integer(r->usage[i].jobs));
-				json_object_set_new(o, "cpu_seconds", json_real(r->usage[i].cpu_seconds));
-				json_object_set_new(o, "charge", json_real(r->usage[i].charge));
+				json_object_set_new(
+				    o, "user", json_string(r->usage[i].user));
+				json_object_set_new(
+				    o, "tier",
+				    json_string(r->usage[i].tier
+						    ? r->usage[i].tier
+						    : ""));
+				json_object_set_new(
+				    o, "jobs", json_integer(r->usage[i].jobs));
+				json_object_set_new(
+				    o, "cpu_seconds",
+				    json_real(r->usage[i].cpu_seconds));
+				json_object_set_new(
+				    o, "charge", json_real(r->usage[i].charge));
 				json_array_append_new(rows, o);
 			}
 			o = json_object();

@@ -50,13 +50,14 @@ static int check_credential(struct http_req *req, struct gw *gw,
 		queue = gw_site_queue_estimate(gw_site_find(gw, sc->name));
 
 	if (!c) {
-		http_reply_error(req, 409, "credential_missing",
-				 "site %s uses your own Slurm token and you "
-				 "have not registered one: run `scontrol token "
-				 "lifespan=SECONDS` at the site, then `tiergate "
-				 "credential %s TOKEN` (PUT "
-				 "/v1/sites/%s/credential)",
-				 sc->name, sc->name, sc->name);
+		http_reply_error(
+		    req, 409, "credential_missing",
+		    "site %s uses your own Slurm token and you "
+		    "have not registered one: run `scontrol token "
+		    "lifespan=SECONDS` at the site, then `tiergate "
+		    "credential %s TOKEN` (PUT "
+		    "/v1/sites/%s/credential)",
+		    sc->name, sc->name, sc->name);
 		return -EACCES;
 	}
 	if (time_limit_min <= 0)
@@ -71,8 +72,7 @@ static int check_credential(struct http_req *req, struct gw *gw,
 				 "lifespan=%lld) or ask for a shorter "
 				 "resources.time_limit_min",
 				 sc->name, (long long)(c->expires_at - now),
-				 (long long)queue,
-				 (long long)time_limit_min,
+				 (long long)queue, (long long)time_limit_min,
 				 (long long)(need - now + 3600));
 		return -EACCES;
 	}
@@ -115,24 +115,28 @@ static int validate(struct http_req *req, struct gw *gw, const json_t *body,
 		       -EINVAL;
 	if (!script || !*script || strlen(script) > SCRIPT_MAX)
 		return http_reply_error(req, 400, "bad_request",
-					"'script' must be a non-empty string of at most %d bytes",
+					"'script' must be a non-empty string "
+					"of at most %d bytes",
 					SCRIPT_MAX),
 		       -EINVAL;
 	if (strncmp(script, "#!", 2))
-		return http_reply_error(req, 400, "bad_request",
-					"'script' must start with #! (e.g. #!/bin/bash)"),
+		return http_reply_error(
+			   req, 400, "bad_request",
+			   "'script' must start with #! (e.g. #!/bin/bash)"),
 		       -EINVAL;
 	if (v && (!name || strlen(name) > NAME_MAX_LEN))
-		return http_reply_error(req, 400, "bad_request",
-					"'name' must be a string of at most %d characters",
-					NAME_MAX_LEN),
+		return http_reply_error(
+			   req, 400, "bad_request",
+			   "'name' must be a string of at most %d characters",
+			   NAME_MAX_LEN),
 		       -EINVAL;
 	res = json_object_get(body, "resources");
 	if (res && !json_is_object(res))
 		return http_reply_error(req, 400, "bad_request",
 					"'resources' must be an object"),
 		       -EINVAL;
-	json_object_foreach((json_t *)res, k, v) {
+	json_object_foreach((json_t *)res, k, v)
+	{
 		if (strcmp(k, "ntasks") && strcmp(k, "cpus_per_task") &&
 		    strcmp(k, "time_limit_min"))
 			return http_reply_error(req, 400, "bad_request",
@@ -140,9 +144,10 @@ static int validate(struct http_req *req, struct gw *gw, const json_t *body,
 			       -EINVAL;
 		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 		    json_integer_value(v) > 1000000)
-			return http_reply_error(req, 400, "bad_request",
-						"'resources.%s' must be a positive integer",
-						k),
+			return http_reply_error(
+				   req, 400, "bad_request",
+				   "'resources.%s' must be a positive integer",
+				   k),
 			       -EINVAL;
 	}
 	if (json_integer_value(json_object_get(res, "cpus_per_task")) >
@@ -153,19 +158,26 @@ static int validate(struct http_req *req, struct gw *gw, const json_t *body,
 					t->cpus == 1 ? "" : "s"),
 		       -EINVAL;
 	env = json_object_get(body, "environment");
-	if (env && (!json_is_object(env) || json_object_size(env) > ENV_MAX_VARS))
+	if (env &&
+	    (!json_is_object(env) || json_object_size(env) > ENV_MAX_VARS))
 		return http_reply_error(req, 400, "bad_request",
-					"'environment' must be an object of at most %d strings",
+					"'environment' must be an object of at "
+					"most %d strings",
 					ENV_MAX_VARS),
 		       -EINVAL;
-	json_object_foreach((json_t *)env, k, v) {
+	json_object_foreach((json_t *)env, k, v)
+	{
 		if (!env_name_ok(k) || !json_is_string(v))
-			return http_reply_error(req, 400, "bad_request",
-						"environment variable '%.64s' is not allowed (names [A-Za-z_][A-Za-z0-9_]*, not SLURM*/TIERGATE*, string values)",
-						k),
+			return http_reply_error(
+				   req, 400, "bad_request",
+				   "environment variable '%.64s' is not "
+				   "allowed (names [A-Za-z_][A-Za-z0-9_]*, not "
+				   "SLURM*/TIERGATE*, string values)",
+				   k),
 			       -EINVAL;
 	}
-	json_object_foreach((json_t *)body, k, v) {
+	json_object_foreach((json_t *)body, k, v)
+	{
 		if (strcmp(k, "site") && strcmp(k, "tier") &&
 		    strcmp(k, "script") && strcmp(k, "name") &&
 		    strcmp(k, "resources") && strcmp(k, "environment"))
@@ -185,9 +197,9 @@ static int validate(struct http_req *req, struct gw *gw, const json_t *body,
 					id->user, t->name),
 		       -EPERM;
 	if (sc->auth == GW_SITE_AUTH_JWT_USER &&
-	    check_credential(req, gw, sc, id->user,
-			     json_integer_value(
-				 json_object_get(res, "time_limit_min"))))
+	    check_credential(
+		req, gw, sc, id->user,
+		json_integer_value(json_object_get(res, "time_limit_min"))))
 		return -EACCES;
 	jr->site = site;
 	jr->tier = tier;
@@ -196,7 +208,8 @@ static int validate(struct http_req *req, struct gw *gw, const json_t *body,
 	jr->environment = env;
 	return 0;
 bad_body:
-	http_reply_error(req, 400, "bad_request", "the body must be a JSON object");
+	http_reply_error(req, 400, "bad_request",
+			 "the body must be a JSON object");
 	return -EINVAL;
 }
 
@@ -212,16 +225,18 @@ static void created(struct gw_job *j, int rv, void *arg)
 	} else if (rv == 1 && j) {
 		http_reply_json(req, 200, job_to_json(j));
 	} else if (rv == -EEXIST) {
-		http_reply_error(req, 422, "idempotency_mismatch",
-				 "Idempotency-Key was used for another request%s%s%s",
-				 j ? " (job " : "", j ? j->rec.id : "",
-				 j ? ")" : "");
+		http_reply_error(
+		    req, 422, "idempotency_mismatch",
+		    "Idempotency-Key was used for another request%s%s%s",
+		    j ? " (job " : "", j ? j->rec.id : "", j ? ")" : "");
 	} else if (store_error_unavailable(rv)) {
 		http_reply_error(req, 503, "storage_unavailable",
-				 "the job could not be stored (%s); nothing was sent to the site",
+				 "the job could not be stored (%s); nothing "
+				 "was sent to the site",
 				 store_strerror(rv));
 	} else {
-		http_reply_error(req, 500, "internal", "cannot store the job: %s",
+		http_reply_error(req, 500, "internal",
+				 "cannot store the job: %s",
 				 store_strerror(rv));
 	}
 	http_req_unref(req);
@@ -312,7 +327,8 @@ static int list_one(struct gw_job *j, void *arg)
 void api_jobs_list(struct http_req *req, void *arg)
 {
 	struct gw *gw = arg;
-	struct list_ctx c = {.id = api_identity(req), .state = -1, .limit = 100};
+	struct list_ctx c = {
+	    .id = api_identity(req), .state = -1, .limit = 100};
 	const char *state = http_req_query(req, "state");
 	const char *limit = http_req_query(req, "limit");
 	json_t *o;
@@ -325,8 +341,8 @@ void api_jobs_list(struct http_req *req, void *arg)
 		return;
 	}
 	if (state && (c.state = store_job_state_parse(state)) < 0) {
-		http_reply_error(req, 400, "bad_request", "unknown state '%.32s'",
-				 state);
+		http_reply_error(req, 400, "bad_request",
+				 "unknown state '%.32s'", state);
 		return;
 	}
 	if (limit) {

@@ -100,8 +100,8 @@ static void node_auth(struct node_op *op)
 	const char *code;
 	int rv = -EACCES, status;
 
-	switch (hdr ? auth_parse_header(hdr, &cred, &cred_len) :
-		      AUTH_SCHEME_NONE) {
+	switch (hdr ? auth_parse_header(hdr, &cred, &cred_len)
+		    : AUTH_SCHEME_NONE) {
 	case AUTH_SCHEME_MUNGE:
 		rv = auth_node_munge_start(op->gw->auth, op->site, cred,
 					   http_req_path(op->req), body,
@@ -109,7 +109,8 @@ static void node_auth(struct node_op *op)
 					   &op->munge, err, sizeof(err));
 		break;
 	case AUTH_SCHEME_BEARER:
-		j = jobs_find_slurm(op->gw->jobs, op->site, (uint32_t)op->job_id);
+		j = jobs_find_slurm(op->gw->jobs, op->site,
+				    (uint32_t)op->job_id);
 		if (not_ready(op, j))
 			return;
 		if (!j) {
@@ -128,8 +129,9 @@ static void node_auth(struct node_op *op)
 		break;
 	case AUTH_SCHEME_NONE:
 	case AUTH_SCHEME_OTHER:
-		snprintf(err, sizeof(err),
-			 "node reports need a MUNGE credential or the job's ticket");
+		snprintf(
+		    err, sizeof(err),
+		    "node reports need a MUNGE credential or the job's ticket");
 		rv = -EACCES;
 		break;
 	}
@@ -190,17 +192,18 @@ static void event_stored(struct store_req *r)
 
 	if (r->rv) {
 		finish_error(op, store_error_unavailable(r->rv) ? 503 : 500,
-			     store_error_unavailable(r->rv) ?
-				     "storage_unavailable" :
-				     "internal",
+			     store_error_unavailable(r->rv)
+				 ? "storage_unavailable"
+				 : "internal",
 			     store_strerror(r->rv));
 		return;
 	}
 	op->gw->m.events_received++;
 	if (r->duplicate) {
 		op->gw->m.events_duplicate++;
-	} else if (op->fields && (j = jobs_find_slurm(op->gw->jobs, op->site,
-						      (uint32_t)op->job_id)) &&
+	} else if (op->fields &&
+		   (j = jobs_find_slurm(op->gw->jobs, op->site,
+					(uint32_t)op->job_id)) &&
 		   !strcmp(j->rec.id, op->upd.id)) {
 		job_apply_update(j, &op->upd, op->fields);
 	}
@@ -216,10 +219,10 @@ static void event_stored(struct store_req *r)
 
 static void event_authed(struct node_op *op)
 {
-	struct gw_job *j = jobs_find_slurm(op->gw->jobs, op->site,
-					   (uint32_t)op->job_id);
-	const char *gw_job = json_string_value(json_object_get(op->event,
-							       "gw_job"));
+	struct gw_job *j =
+	    jobs_find_slurm(op->gw->jobs, op->site, (uint32_t)op->job_id);
+	const char *gw_job =
+	    json_string_value(json_object_get(op->event, "gw_job"));
 	int rv;
 
 	if (not_ready(op, j))
@@ -229,7 +232,7 @@ static void event_authed(struct node_op *op)
 	op->ev.slurm_job_id = (int64_t)op->job_id;
 	op->ev.gw_job = gw_job ? strdup(gw_job) : j ? strdup(j->rec.id) : NULL;
 	op->ev.kind =
-		strdup(json_string_value(json_object_get(op->event, "kind")));
+	    strdup(json_string_value(json_object_get(op->event, "kind")));
 	op->ev.body = json_dumps(op->event, JSON_COMPACT | JSON_SORT_KEYS);
 	if (j) /* what it changes in the job, committed with it */
 		op->fields = job_event_update(j, op->event, &op->upd);
@@ -238,7 +241,8 @@ static void event_authed(struct node_op *op)
 	rv = store_event_insert(op->gw->store, &op->sreq, &op->ev,
 				op->fields ? &op->upd : NULL, op->fields);
 	if (rv)
-		finish_error(op, 503, "storage_unavailable", store_strerror(rv));
+		finish_error(op, 503, "storage_unavailable",
+			     store_strerror(rv));
 }
 
 void api_node_event(struct http_req *req, void *arg)
@@ -263,7 +267,8 @@ void api_node_event(struct http_req *req, void *arg)
 	}
 	if (!gw_site_find(gw, site)) {
 		json_decref(ev);
-		http_reply_error(req, 404, "not_found", "no site '%.64s'", site);
+		http_reply_error(req, 404, "not_found", "no site '%.64s'",
+				 site);
 		return;
 	}
 	op = node_op_new(req, gw);
@@ -290,14 +295,16 @@ static void chunk_stored(struct output_req *r)
 		return;
 	}
 	o = json_object();
-	json_object_set_new(o, "next_offset", json_integer((json_int_t)r->next_offset));
+	json_object_set_new(o, "next_offset",
+			    json_integer((json_int_t)r->next_offset));
 	json_object_set_new(o, "complete", json_boolean(r->complete));
 	if (!r->rv)
-		op->gw->m.output_bytes += r->next_offset > op->offset ?
-						  r->next_offset - op->offset :
-						  0;
+		op->gw->m.output_bytes += r->next_offset > op->offset
+					      ? r->next_offset - op->offset
+					      : 0;
 	if (!http_req_destroyed(op->req))
-		/* a gap, or bytes after the end: the relay goes by our length */
+		/* a gap, or bytes after the end: the relay goes by our length
+		 */
 		http_reply_json(op->req, r->rv ? 409 : 200, o);
 	else
 		json_decref(o);
@@ -308,8 +315,8 @@ static void chunk_authed(struct node_op *op)
 {
 	size_t len;
 	const void *data = http_req_body(op->req, &len);
-	struct gw_job *j = jobs_find_slurm(op->gw->jobs, op->site,
-					   (uint32_t)op->job_id);
+	struct gw_job *j =
+	    jobs_find_slurm(op->gw->jobs, op->site, (uint32_t)op->job_id);
 	char key[96];
 	int rv;
 
@@ -346,18 +353,21 @@ void api_node_output(struct http_req *req, void *arg)
 
 	jid = job ? strtoull(job, &end, 10) : 0;
 	if (!job || *end || !jid || !offset) {
-		http_reply_error(req, 400, "bad_request",
-				 "POST /v1/output/{site}/{job_id}/{stream}?offset=N");
+		http_reply_error(
+		    req, 400, "bad_request",
+		    "POST /v1/output/{site}/{job_id}/{stream}?offset=N");
 		return;
 	}
 	off = strtoull(offset, &end, 10);
 	if (*end || (strcmp(stream, "stdout") && strcmp(stream, "stderr"))) {
-		http_reply_error(req, 400, "bad_request",
-				 "offset must be a number, stream stdout or stderr");
+		http_reply_error(
+		    req, 400, "bad_request",
+		    "offset must be a number, stream stdout or stderr");
 		return;
 	}
 	if (!gw_site_find(gw, site)) {
-		http_reply_error(req, 404, "not_found", "no site '%.64s'", site);
+		http_reply_error(req, 404, "not_found", "no site '%.64s'",
+				 site);
 		return;
 	}
 	op = node_op_new(req, gw);

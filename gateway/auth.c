@@ -563,10 +563,9 @@ static void munge_work(struct worker_job *j)
 		size_t cap = strlen(r->req_path) + 80;
 
 		expect = malloc(cap);
-		n = expect ? digest_report_payload("POST", r->req_path,
-						   r->body, r->body_len,
-						   expect, cap) :
-			     -1;
+		n = expect ? digest_report_payload("POST", r->req_path, r->body,
+						   r->body_len, expect, cap)
+			   : -1;
 	} else {
 		n = asprintf(&expect, "%s %s", r->req_method, r->req_path);
 	}

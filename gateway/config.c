@@ -738,7 +738,8 @@ static int parse_site(struct ctx *x, const struct conf_section *sec,
 	for (i = 0; !rv && i < 2; i++) {
 		const char *k = i ? "default_time_limit" : "queue_estimate";
 
-		if (site->auth != GW_SITE_AUTH_JWT_USER && conf_find(x->c, s, l, k))
+		if (site->auth != GW_SITE_AUTH_JWT_USER &&
+		    conf_find(x->c, s, l, k))
 			rv = entry_err(x, s, l, k, -EINVAL,
 				       "only used with auth = jwt-user");
 	}

@@ -17,9 +17,9 @@
 #define BREAKER_OPEN_MS 10000 /* then one trial call after this */
 
 static const char *const breaker_names[] = {
-	[BREAKER_CLOSED] = "closed",
-	[BREAKER_OPEN] = "open",
-	[BREAKER_HALF_OPEN] = "half_open",
+    [BREAKER_CLOSED] = "closed",
+    [BREAKER_OPEN] = "open",
+    [BREAKER_HALF_OPEN] = "half_open",
 };
 
 const char *breaker_state_name(enum breaker_state s)

@@ -61,7 +61,8 @@ struct gw_site {
 	uint64_t finder_until_ms;
 	uint64_t polls;
 	int64_t last_ok; /* unix seconds, 0: never */
-	uint64_t last_fail_ms; /* loop clock of the last failed call, 0: never */
+	uint64_t
+	    last_fail_ms; /* loop clock of the last failed call, 0: never */
 	char last_error[256];
 };
 

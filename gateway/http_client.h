@@ -36,10 +36,11 @@
  * once towards one base (scheme://host:port, or the unix socket path); the
  * others wait in FIFO order, and the wait counts against their total
  * timeout: one that could not start with at least min(connect timeout,
- * half the total) left fails unsent (-EAGAIN).  This is the per-site connection bound: a transfer holds one
- * connection, and idle connections are reused (keep-alive) from curl's
- * cache.  CURLMOPT_MAX_HOST_CONNECTIONS is also set from the options, as a
- * backstop (curl counts all unix sockets as one host, hence our own queue).
+ * half the total) left fails unsent (-EAGAIN).  This is the per-site connection
+ * bound: a transfer holds one connection, and idle connections are reused
+ * (keep-alive) from curl's cache.  CURLMOPT_MAX_HOST_CONNECTIONS is also set
+ * from the options, as a backstop (curl counts all unix sockets as one host,
+ * hence our own queue).
  *
  * Life cycle: http_request_new gives the caller one reference; a request
  * in flight holds another (and a task reference when it has a task).

@@ -62,7 +62,7 @@
 	  "the site's circuit breaker is open / site down")                    \
 	X(503, "storage_unavailable", "storage unavailable",                   \
 	  "the store cannot commit: nothing was sent to a site")               \
-	X(503, "shutting_down", "shutting down", "draining after SIGTERM")    \
+	X(503, "shutting_down", "shutting down", "draining after SIGTERM")     \
 	X(503, "job_not_ready", "Slurm job not known yet",                     \
 	  "node report for a Slurm id a pending submit may own: retry")
 

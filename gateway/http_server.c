@@ -62,7 +62,7 @@
 #define STREAM_BLOCK 1024    /* MHD callocs it per stream (HTTP/1.0 clients) */
 #define STREAM_MAX_PULL 8192 /* bytes handed to MHD per call */
 #define BODY_FIRST_MAX (64 * 1024u) /* request body buffer to start with */
-#define LOG_PATH_MAX 200     /* path chars in a log line */
+#define LOG_PATH_MAX 200	    /* path chars in a log line */
 #define MHD_LOG_PER_SEC 20
 #define ABUSE_LOG_PER_SEC                                                      \
 	10 /* 429/408/413 lines: an attack must not                            \
@@ -179,7 +179,7 @@ struct http_server {
 	struct loop_timer mhd_timer;
 	struct loop_defer kick;
 	/* requests per turn (see http_server.h, "Work per turn") */
-	uint64_t budget_turn;	 /* loop turn budget_used counts */
+	uint64_t budget_turn; /* loop turn budget_used counts */
 	unsigned budget_used;
 	struct http_req *held_head, *held_tail; /* FIFO */
 	struct loop_defer release;
@@ -904,9 +904,9 @@ static unsigned budget_left(struct http_server *srv)
 		srv->budget_turn = turn;
 		srv->budget_used = 0;
 	}
-	return srv->budget_used < srv->cfg.requests_per_turn ?
-		       srv->cfg.requests_per_turn - srv->budget_used :
-		       0;
+	return srv->budget_used < srv->cfg.requests_per_turn
+		   ? srv->cfg.requests_per_turn - srv->budget_used
+		   : 0;
 }
 
 static void held_unlink(struct http_req *req)
@@ -1522,8 +1522,8 @@ static void first_call(struct http_req *req, const char *url,
 		if (v) {
 			/* what the client says, up to 64 KiB: a header alone
 			   must not reserve max_body (body_append grows it) */
-			size_t cap = v < BODY_FIRST_MAX ? (size_t)v :
-							  BODY_FIRST_MAX;
+			size_t cap =
+			    v < BODY_FIRST_MAX ? (size_t)v : BODY_FIRST_MAX;
 
 			req->body = malloc(cap);
 			if (req->body)
@@ -1770,9 +1770,8 @@ const char *http_req_debug_str(const struct http_req *req, char *buf,
 		 LOG_PATH_MAX, req->path ? req->path : "-",
 		 http_req_state_name(req->state), req->refs, req->destroyed,
 		 status, http_req_age_ms(req), req->client,
-		 req->held ? "held," : "",
-		 req->mhd_suspended ? "susp," : "", req->watch ? "watch," : "",
-		 req->client_gone ? "gone," : "",
+		 req->held ? "held," : "", req->mhd_suspended ? "susp," : "",
+		 req->watch ? "watch," : "", req->client_gone ? "gone," : "",
 		 req->guard_held ? "guard," : "",
 		 req->is_stream ? "stream," : "",
 		 req->destroyed ? http_req_end_name(req->end) : "");
@@ -2408,13 +2407,12 @@ const char *http_server_debug_str(const struct http_server *srv, char *buf,
 {
 	snprintf(buf, len,
 		 "http_server %s conns=%u/%u reqs=%u susp=%u held=%u "
-		 "streams=%u linger=%u quiescing=%d total=%" PRIu64 " rejected=%" PRIu64
-		 " timeouts=%" PRIu64,
+		 "streams=%u linger=%u quiescing=%d total=%" PRIu64
+		 " rejected=%" PRIu64 " timeouts=%" PRIu64,
 		 srv->listen_str, srv->st.connections_active,
 		 srv->cfg.max_connections, srv->st.requests_active,
 		 srv->st.suspended, srv->st.held, srv->st.streams_active,
-		 srv->st.lingering,
-		 srv->quiescing, srv->st.requests_total, srv->st.rejected_limit,
-		 srv->st.timeouts);
+		 srv->st.lingering, srv->quiescing, srv->st.requests_total,
+		 srv->st.rejected_limit, srv->st.timeouts);
 	return buf;
 }

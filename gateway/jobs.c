@@ -18,12 +18,12 @@
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 #define SUBMIT_ATTEMPTS_MAX 8
-#define FINDER_WAIT_MS 250    /* behind another job's lookup: look again */
+#define FINDER_WAIT_MS 250   /* behind another job's lookup: look again */
 #define FINDER_SLACK_MS 1000 /* a lookup's call may take its timeout + this */
 #define FIND_SETTLE_MS 5000  /* after a site failed: submits still landing */
 
 static const char *const job_task_state_names[] = {
-	JOB_TASK_STATES(TASK_STATE_NAME)};
+    JOB_TASK_STATES(TASK_STATE_NAME)};
 
 #define USER_BUCKETS 1024
 
@@ -107,8 +107,7 @@ static int grow(struct jobs *js)
 	return 0;
 }
 
-static struct user_jobs *user_jobs_find(const struct jobs *js,
-					 const char *user)
+static struct user_jobs *user_jobs_find(const struct jobs *js, const char *user)
 {
 	struct user_jobs *u;
 
@@ -130,7 +129,8 @@ static int index_user(struct jobs *js, struct gw_job *j)
 		if (!u)
 			return -ENOMEM;
 		strcpy(u->user, j->rec.user);
-		b = hash_str(j->rec.user, 1469598103934665603ull) % USER_BUCKETS;
+		b = hash_str(j->rec.user, 1469598103934665603ull) %
+		    USER_BUCKETS;
 		u->next = js->by_user[b];
 		js->by_user[b] = u;
 	}
@@ -272,8 +272,7 @@ static void count_awaiting(struct gw_job *j, bool before)
 	if (now) {
 		j->site->awaiting_id++;
 		j->site->awaiting_since_ms = loop_clock_ms();
-	}
-	else if (j->site->awaiting_id)
+	} else if (j->site->awaiting_id)
 		j->site->awaiting_id--;
 }
 
@@ -309,12 +308,11 @@ static json_t *int_or_null(int64_t v)
 json_t *job_to_json(const struct gw_job *j)
 {
 	const struct store_job *r = &j->rec;
-	const struct tier *t = j->jobs->gw->cfg->tiers && r->tier ?
-				       tier_find(j->jobs->gw->cfg->tiers,
-						 r->tier) :
-				       NULL;
-	json_t *o = json_object(), *slurm = json_object(), *usage =
-							    json_object();
+	const struct tier *t = j->jobs->gw->cfg->tiers && r->tier
+				   ? tier_find(j->jobs->gw->cfg->tiers, r->tier)
+				   : NULL;
+	json_t *o = json_object(), *slurm = json_object(),
+	       *usage = json_object();
 	json_t *err = json_null();
 
 	json_object_set_new(slurm, "job_id", int_or_null(r->slurm_job_id));
@@ -393,10 +391,9 @@ static uint64_t fp_str(uint64_t h, const char *s)
 static uint64_t job_view_fp(const struct gw_job *j)
 {
 	const struct store_job *r = &j->rec;
-	const struct tier *t = j->jobs->gw->cfg->tiers && r->tier ?
-				       tier_find(j->jobs->gw->cfg->tiers,
-						 r->tier) :
-				       NULL;
+	const struct tier *t = j->jobs->gw->cfg->tiers && r->tier
+				   ? tier_find(j->jobs->gw->cfg->tiers, r->tier)
+				   : NULL;
 	uint64_t h = 0xcbf29ce484222325ull;
 
 	h = fp_str(h, r->id);
@@ -479,9 +476,9 @@ const char *job_debug_str(const struct gw_job *j, char *buf, size_t len)
 {
 	snprintf(buf, len, "job %s site=%s slurm=%lld user=%s tier=%s %s%s",
 		 j->rec.id, j->rec.site,
-		 j->rec.slurm_job_id == STORE_NULL ?
-			 -1LL :
-			 (long long)j->rec.slurm_job_id,
+		 j->rec.slurm_job_id == STORE_NULL
+		     ? -1LL
+		     : (long long)j->rec.slurm_job_id,
 		 j->rec.user, j->rec.tier ? j->rec.tier : "-",
 		 store_job_state_name(j->rec.state),
 		 j->cancel_pending ? " cancel-pending" : "");
@@ -517,7 +514,8 @@ static void journal(struct gw_job *j, int expect_state)
 		j->sreq.rv = rv;
 		task_wake(&j->task, TASK_WAKE_WORKER);
 	} else {
-		/* kept until the commit says so: a failed one writes them again */
+		/* kept until the commit says so: a failed one writes them again
+		 */
 		j->inflight = j->dirty;
 		j->dirty = 0;
 	}
@@ -562,8 +560,7 @@ static json_t *job_environment(struct gw_job *j, char *err, size_t errlen)
 
 	user_env = req ? json_object_get(req, "environment") : NULL;
 	json_object_set_new(env, "PATH", json_string("/usr/bin:/bin"));
-	json_object_foreach(user_env, k, v)
-		json_object_set(env, k, v);
+	json_object_foreach(user_env, k, v) json_object_set(env, k, v);
 	json_decref(req);
 
 	snprintf(t.user, sizeof(t.user), "%s", j->site_user);
@@ -677,8 +674,7 @@ static bool find_shared(const struct gw_job *j)
 	return gw_site_lists_all(j->site);
 }
 
-static const struct site_cred *poll_cred(struct gw_job *j,
-					 struct site_cred *c)
+static const struct site_cred *poll_cred(struct gw_job *j, struct site_cred *c)
 {
 	if (!creds_poll_cred(j->jobs->gw->creds, j->site->cfg, time(NULL), 0,
 			     c))
@@ -702,9 +698,8 @@ static uint64_t call_time_ms(const struct gw_job *j)
  */
 static uint64_t find_not_before(const struct gw_job *j)
 {
-	uint64_t settle = j->site->last_fail_ms
-			      ? j->site->last_fail_ms + FIND_SETTLE_MS
-			      : 0;
+	uint64_t settle =
+	    j->site->last_fail_ms ? j->site->last_fail_ms + FIND_SETTLE_MS : 0;
 
 	return settle > j->find_after_ms ? settle : j->find_after_ms;
 }
@@ -723,8 +718,8 @@ static int start_find(struct gw_job *j)
 				 j->call);
 	}
 	task_wait_on(&j->task, "site find-by-tag");
-	return site_find_by_tag(j->site->site, submit_cred(j, &cred),
-				j->rec.id, j->call);
+	return site_find_by_tag(j->site->site, submit_cred(j, &cred), j->rec.id,
+				j->call);
 }
 
 static int start_cancel(struct gw_job *j)
@@ -785,9 +780,9 @@ static enum task_step not_started(struct gw_job *j, enum job_task_state s,
 {
 	const struct site_result *r = j->call ? &j->call->result : NULL;
 	bool done = r && site_call_done(j->call);
-	bool hopeless = rv == -EINVAL || rv == -EACCES || rv == -EPERM ||
-			(done && r->err != SITE_ERR_OK &&
-			 !site_err_transient(r->err));
+	bool hopeless =
+	    rv == -EINVAL || rv == -EACCES || rv == -EPERM ||
+	    (done && r->err != SITE_ERR_OK && !site_err_transient(r->err));
 
 	log_err("job %s: cannot start %s: %s%s%s", j->rec.id,
 		job_task_state_names[s], strerror(-rv), done ? ": " : "",
@@ -802,8 +797,9 @@ static enum task_step not_started(struct gw_job *j, enum job_task_state s,
 		set_str(&j->rec.error_code,
 			done ? site_err_api_code(r->err) : "internal");
 		set_str(&j->rec.error_message,
-			done && r->message[0] ? r->message :
-						"the job could not be prepared for the site");
+			done && r->message[0]
+			    ? r->message
+			    : "the job could not be prepared for the site");
 		j->dirty |= STORE_F(ERROR_CODE) | STORE_F(ERROR_MESSAGE);
 		finish(j, STORE_JOB_REJECTED, "gateway");
 		return TASK_WAIT;
@@ -841,7 +837,8 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 		}
 		rv = start_find(j);
 		if (rv && find_shared(j))
-			j->site->finder_until_ms = 0; /* never left: others go */
+			j->site->finder_until_ms =
+			    0; /* never left: others go */
 		break;
 	}
 	case SUBMITTING:
@@ -862,7 +859,8 @@ static enum task_step enter(struct gw_job *j, enum job_task_state s)
 	case TRACKING:
 		call_release(j); /* the poller tracks it from here */
 		task_wait_idle(&j->task, "site poller");
-		/* what arrived while we were busy elsewhere was not a wake here */
+		/* what arrived while we were busy elsewhere was not a wake here
+		 */
 		if (job_final(j) || j->dirty || j->cancel_pending)
 			task_wake(&j->task, TASK_WAKE_USER);
 		break;
@@ -911,15 +909,16 @@ static bool own_tagged_job(const struct gw_job *j, const struct site_job *jobs,
 			*id = jobs[i].job_id;
 	}
 	if (n > 1)
-		log_err("job %s: %zu Slurm jobs on %s carry its tag; adopting the oldest, %u",
+		log_err("job %s: %zu Slurm jobs on %s carry its tag; adopting "
+			"the oldest, %u",
 			j->rec.id, n, j->rec.site, *id);
 	return n > 0;
 }
 
 /* FINDING, answered by `jobs` (every tagged job the site holds): adopt
  * ours, or submit again (or end, if cancelled meanwhile). */
-static enum task_step resolve_find(struct gw_job *j, const struct site_job *jobs,
-				   size_t n_jobs)
+static enum task_step resolve_find(struct gw_job *j,
+				   const struct site_job *jobs, size_t n_jobs)
 {
 	uint32_t id = 0;
 
@@ -988,13 +987,15 @@ static enum task_step after_site_call(struct gw_job *j)
 			 * later; no lookup, no strike */
 			log_info("job %s: submit to %s waits: %s", j->rec.id,
 				 j->rec.site, r->message);
-			if (r->slurm_errno) /* the site's words, not our queue */
+			if (r->slurm_errno) /* the site's words, not our queue
+					     */
 				set_waiting(j, r->message);
 			return backoff(j, SUBMITTING);
 		}
 		if (transient) {
-			log_warn("job %s: submit to %s: %s; will look for it by tag",
-				 j->rec.id, j->rec.site, r->message);
+			log_warn(
+			    "job %s: submit to %s: %s; will look for it by tag",
+			    j->rec.id, j->rec.site, r->message);
 			if (j->rec.submit_attempts >= SUBMIT_ATTEMPTS_MAX &&
 			    !r->outcome_unknown) {
 				set_str(&j->rec.error_code,
@@ -1024,9 +1025,10 @@ static enum task_step after_site_call(struct gw_job *j)
 		if (!transient) {
 			/* asking again gets the same answer: stop asking and
 			 * keep tracking the job (it ends as the site says) */
-			log_err("job %s: %s refused to cancel Slurm job %lld: %s",
-				j->rec.id, j->rec.site,
-				(long long)j->rec.slurm_job_id, r->message);
+			log_err(
+			    "job %s: %s refused to cancel Slurm job %lld: %s",
+			    j->rec.id, j->rec.site,
+			    (long long)j->rec.slurm_job_id, r->message);
 			j->cancel_pending = false;
 			j->attempts = 0;
 			return enter(j, TRACKING);
@@ -1054,12 +1056,14 @@ static enum task_step after_journal(struct gw_job *j)
 	if (rv) {
 		/* disk full, I/O error: keep the job in memory, retry */
 		log_err("job %s: journal in %s failed: %s", j->rec.id,
-			job_task_state_names[j->task.state], store_strerror(rv));
+			job_task_state_names[j->task.state],
+			store_strerror(rv));
 		return backoff(j, (enum job_task_state)j->task.state);
 	}
 	switch ((enum job_task_state)j->task.state) {
 	case JOURNALING:
-		/* the API was answered by on_created when the insert committed */
+		/* the API was answered by on_created when the insert committed
+		 */
 		if (j->cancel_pending) {
 			finish(j, STORE_JOB_CANCELLED, NULL);
 			return TASK_WAIT;
@@ -1073,8 +1077,8 @@ static enum task_step after_journal(struct gw_job *j)
 			return TASK_WAIT;
 		}
 		/* a retry (or a restart) never submits blindly */
-		return enter(j, j->rec.submit_attempts > 1 ? FINDING :
-							     SUBMITTING);
+		return enter(j,
+			     j->rec.submit_attempts > 1 ? FINDING : SUBMITTING);
 	case RECORDING:
 	case SAVING:
 		if (j->dirty) {
@@ -1132,13 +1136,14 @@ static enum task_step job_step(struct task *t, unsigned wake)
 			if (j->rec.state == STORE_JOB_ACCEPTED)
 				return enter(j, MARKING);
 			if (j->rec.state == STORE_JOB_SUBMITTING) {
-				/* what our last life sent may still be landing */
+				/* what our last life sent may still be landing
+				 */
 				j->find_after_ms =
 				    loop_clock_ms() + call_time_ms(j);
 				return enter(j, FINDING);
 			}
-			return enter(j, j->cancel_pending ? CANCELLING :
-							    TRACKING);
+			return enter(j,
+				     j->cancel_pending ? CANCELLING : TRACKING);
 		}
 		return after_journal(j);
 	case FINDING:
@@ -1198,13 +1203,12 @@ static void job_destroy(struct task *t)
 }
 
 static const struct task_ops job_task_ops = {
-	.kind = "job",
-	.state_names = job_task_state_names,
-	.n_states = sizeof(job_task_state_names) /
-		    sizeof(job_task_state_names[0]),
-	.step = job_step,
-	.debug_str = job_task_debug_str,
-	.destroy = job_destroy,
+    .kind = "job",
+    .state_names = job_task_state_names,
+    .n_states = sizeof(job_task_state_names) / sizeof(job_task_state_names[0]),
+    .step = job_step,
+    .debug_str = job_task_debug_str,
+    .destroy = job_destroy,
 };
 
 static int start_task(struct gw_job *j, enum job_task_state s)
@@ -1245,8 +1249,8 @@ static void new_id(char *buf, size_t len)
 	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
 		for (i = 0; i < sizeof(r); i++)
 			r[i] = (unsigned char)rand();
-	snprintf(buf, len, "j-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2],
-		 r[3], r[4], r[5]);
+	snprintf(buf, len, "j-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3],
+		 r[4], r[5]);
 }
 
 static void on_created(struct store_req *r)
@@ -1296,8 +1300,8 @@ int jobs_create(struct jobs *js, const struct job_request *req,
 	rec.name = req->name ? strdup(req->name) : NULL;
 	rec.state = STORE_JOB_ACCEPTED;
 	rec.request_body = strdup(req->request_body);
-	rec.idem_key = req->idempotency_key ? strdup(req->idempotency_key) :
-					      NULL;
+	rec.idem_key =
+	    req->idempotency_key ? strdup(req->idempotency_key) : NULL;
 	rec.body_hash = req->body_hash ? strdup(req->body_hash) : NULL;
 	rec.request_id = req->request_id ? strdup(req->request_id) : NULL;
 	rec.tag = strdup(id);
@@ -1334,9 +1338,9 @@ static int load_one(struct store_job *rec, void *arg)
 	if (job_final(j))
 		return 0;
 	if (!j->site) {
-		log_err("job %s: site '%s' is not configured any more; left as %s",
-			j->rec.id, j->rec.site,
-			store_job_state_name(j->rec.state));
+		log_err(
+		    "job %s: site '%s' is not configured any more; left as %s",
+		    j->rec.id, j->rec.site, store_job_state_name(j->rec.state));
 		return 0;
 	}
 	return start_task(j, JOURNALING) ? -ENOMEM : 0;
@@ -1386,9 +1390,10 @@ void jobs_park(struct jobs *js)
 		n++;
 	}
 	if (n)
-		log_info("%zu unfinished job(s) parked; they resume at the next "
-			 "start",
-			 n);
+		log_info(
+		    "%zu unfinished job(s) parked; they resume at the next "
+		    "start",
+		    n);
 }
 
 void jobs_free(struct jobs *js)
@@ -1453,8 +1458,9 @@ void jobs_site_recovered(struct jobs *js, const struct gw_site *s)
 
 	jobs_foreach(js, retry_now, &c);
 	if (c.n)
-		log_info("site %s answers again: %u job%s waiting for it retry now",
-			 s->cfg->name, c.n, c.n == 1 ? "" : "s");
+		log_info(
+		    "site %s answers again: %u job%s waiting for it retry now",
+		    s->cfg->name, c.n, c.n == 1 ? "" : "s");
 }
 
 void job_request_cancel(struct gw_job *j, const char *who)
@@ -1541,10 +1547,10 @@ uint64_t job_event_update(const struct gw_job *j, const json_t *ev,
 	const char *kind = json_string_value(json_object_get(ev, "kind"));
 	const char *step = json_string_value(json_object_get(ev, "step"));
 	const json_t *code = json_object_get(ev, "exit_code");
-	const struct tier *t = j->jobs->gw->cfg->tiers && j->rec.tier ?
-				       tier_find(j->jobs->gw->cfg->tiers,
-						 j->rec.tier) :
-				       NULL;
+	const struct tier *t =
+	    j->jobs->gw->cfg->tiers && j->rec.tier
+		? tier_find(j->jobs->gw->cfg->tiers, j->rec.tier)
+		: NULL;
 	uint64_t fields = 0;
 
 	store_job_init(upd);
@@ -1565,8 +1571,8 @@ uint64_t job_event_update(const struct gw_job *j, const json_t *ev,
 	fields |= STORE_F(EXIT_CODE);
 	if (j->rec.state == STORE_JOB_UNKNOWN) {
 		/* the site forgot the job before its end was seen */
-		upd->state = upd->exit_code == 0 ? STORE_JOB_COMPLETED :
-						   STORE_JOB_FAILED;
+		upd->state = upd->exit_code == 0 ? STORE_JOB_COMPLETED
+						 : STORE_JOB_FAILED;
 		upd->ended_by = strdup("site");
 		fields |= STORE_F(STATE) | STORE_F(ENDED_BY);
 	}
@@ -1585,7 +1591,8 @@ void job_apply_update(struct gw_job *j, const struct store_job *upd,
 	if (fields & STORE_F(ENDED_BY))
 		set_str(&j->rec.ended_by, upd->ended_by);
 	if (fields & STORE_F(STATE)) {
-		log_info("job %s: final state %s from the node's report (the site had forgotten it)",
+		log_info("job %s: final state %s from the node's report (the "
+			 "site had forgotten it)",
 			 j->rec.id, store_job_state_name(upd->state));
 		set_state(j, upd->state);
 		/* already on disk, with the event */

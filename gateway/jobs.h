@@ -30,20 +30,18 @@
 struct jobs;
 
 #define JOB_TASK_STATES(X)                                                     \
-	X(JOURNALING) /* new job: waiting for the durable insert */          \
-	X(MARKING)    /* journal SUBMITTING + intent before calling the site */ \
-	X(FINDING)    /* ask the site for a job with our tag: adopt it */     \
-	X(SUBMITTING) /* the site call */                                     \
-	X(RECORDING)  /* journal the site's job id */                         \
+	X(JOURNALING) /* new job: waiting for the durable insert */            \
+	X(MARKING) /* journal SUBMITTING + intent before calling the site */   \
+	X(FINDING) /* ask the site for a job with our tag: adopt it */         \
+	X(SUBMITTING) /* the site call */                                      \
+	X(RECORDING)  /* journal the site's job id */                          \
 	X(TRACKING)   /* wait for the poller, events, a cancel */              \
-	X(SAVING)     /* journal a change the poller or an event brought */   \
-	X(CANCELLING) /* ask the site to cancel */                            \
-	X(BACKOFF)    /* the site failed; try again later */                  \
+	X(SAVING)     /* journal a change the poller or an event brought */    \
+	X(CANCELLING) /* ask the site to cancel */                             \
+	X(BACKOFF)    /* the site failed; try again later */                   \
 	X(FINISHING)  /* journal the final state */
 
-enum job_task_state {
-	JOB_TASK_STATES(TASK_STATE_ENUM)
-};
+enum job_task_state { JOB_TASK_STATES(TASK_STATE_ENUM) };
 
 struct gw_job {
 	struct task task;
@@ -52,8 +50,9 @@ struct gw_job {
 	struct store_job rec; /* what the API shows; journaled by the task */
 	uint64_t dirty;	      /* STORE_F bits changed, not yet journaled */
 	uint64_t inflight;    /* bits in the write in flight */
-	uint64_t slurm_id_at_ms; /* when the site's id was learnt (loop clock) */
-	uint64_t find_after_ms;	 /* a lookup by tag must start after this */
+	uint64_t
+	    slurm_id_at_ms;	/* when the site's id was learnt (loop clock) */
+	uint64_t find_after_ms; /* a lookup by tag must start after this */
 	struct site_call *call; /* while the job talks to its site, else NULL */
 	struct store_req sreq;
 	char site_user[64];
@@ -66,7 +65,7 @@ struct gw_job {
 	char *json_text;
 	size_t json_len;
 	uint64_t json_fp;
-	unsigned attempts;   /* site calls failed in a row */
+	unsigned attempts; /* site calls failed in a row */
 	enum job_task_state after_backoff;
 	/* a new job: who waits for the durable ack */
 	void (*created_cb)(struct gw_job *j, int rv, void *arg);
@@ -87,7 +86,7 @@ struct job_request {
 	const char *script;
 	const json_t *environment; /* object of strings, may be NULL */
 	uint32_t ntasks, cpus_per_task, time_limit_min; /* 0: not given */
-	const char *idempotency_key;			 /* may be NULL */
+	const char *idempotency_key;			/* may be NULL */
 	const char *body_hash; /* of the canonical request body */
 	const char *request_body;
 	const char *request_id;

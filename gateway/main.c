@@ -39,12 +39,14 @@ static struct loop_timer stall_timer, drain_timer;
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: tiergated [-c FILE]                 serve\n"
-		"       tiergated [-c FILE] --check-config  check FILE and exit\n"
-		"       tiergated [-c FILE] mint-token --user U [--admin] [--ttl S]\n"
-		"FILE defaults to %s; TIERGATE_DEBUG=REGEX enables debug lines.\n",
-		GW_CONF_DEFAULT_PATH);
+	fprintf(
+	    f,
+	    "usage: tiergated [-c FILE]                 serve\n"
+	    "       tiergated [-c FILE] --check-config  check FILE and exit\n"
+	    "       tiergated [-c FILE] mint-token --user U [--admin] [--ttl "
+	    "S]\n"
+	    "FILE defaults to %s; TIERGATE_DEBUG=REGEX enables debug lines.\n",
+	    GW_CONF_DEFAULT_PATH);
 }
 
 /* ---- signals ------------------------------------------------------- */
@@ -97,7 +99,8 @@ static void on_term(struct loop_signal *s, int signo, void *arg)
 		loop_stop(gw.loop);
 		return;
 	}
-	log_info("signal %d: draining (at most %us); every accepted job is journaled and resumes at the next start",
+	log_info("signal %d: draining (at most %us); every accepted job is "
+		 "journaled and resumes at the next start",
 		 signo, gw.cfg->drain_timeout_s);
 	gw.draining = true;
 	http_server_quiesce(gw.server);
@@ -150,20 +153,20 @@ static int sites_init(void)
 	for (i = 0; i < gw.cfg->n_sites; i++) {
 		const struct gw_site_config *c = &gw.cfg->sites[i];
 		struct site_config sc = {
-			.name = c->name,
-			.kind = c->kind,
-			.url = c->url,
-			.jwt_key = c->jwt_key_path,
-			.partition = c->partition,
-			.request_timeout_s = c->request_timeout_s,
-			.max_connections = c->max_connections,
-			.jwt_lifetime_s = c->jwt_lifetime_s,
+		    .name = c->name,
+		    .kind = c->kind,
+		    .url = c->url,
+		    .jwt_key = c->jwt_key_path,
+		    .partition = c->partition,
+		    .request_timeout_s = c->request_timeout_s,
+		    .max_connections = c->max_connections,
+		    .jwt_lifetime_s = c->jwt_lifetime_s,
 		};
 
 		site_auth_parse(gw_site_auth_name(c->auth), &sc.auth);
 		gw.sites[i].cfg = c;
-		gw.sites[i].site = site_new(gw.loop, gw.http, &sc, err,
-					    sizeof(err));
+		gw.sites[i].site =
+		    site_new(gw.loop, gw.http, &sc, err, sizeof(err));
 		if (!gw.sites[i].site) {
 			log_err("site %s: %s", c->name, err);
 			return -EINVAL;
@@ -236,13 +239,13 @@ static int state_init(void)
 static int serve_init(void)
 {
 	struct http_server_config hc = {
-		.listen = gw.cfg->listen,
-		.max_connections = gw.cfg->max_connections,
-		.max_connections_per_ip = gw.cfg->max_connections_per_ip,
-		.connection_timeout_s = gw.cfg->connection_timeout_s,
-		.max_body = gw.cfg->max_body,
-		.max_header = gw.cfg->max_header,
-		.requests_per_turn = gw.cfg->requests_per_turn,
+	    .listen = gw.cfg->listen,
+	    .max_connections = gw.cfg->max_connections,
+	    .max_connections_per_ip = gw.cfg->max_connections_per_ip,
+	    .connection_timeout_s = gw.cfg->connection_timeout_s,
+	    .max_body = gw.cfg->max_body,
+	    .max_header = gw.cfg->max_header,
+	    .requests_per_turn = gw.cfg->requests_per_turn,
 	};
 	size_t i;
 	int rv;
@@ -266,10 +269,10 @@ static int serve_init(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check-config", no_argument, NULL, 'C'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", no_argument, NULL, 'C'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *conf = getenv("TIERGATED_CONF");
 	struct auth_opts ao = {0};
@@ -281,10 +284,18 @@ int main(int argc, char **argv)
 		conf = GW_CONF_DEFAULT_PATH;
 	while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': conf = optarg; break;
-		case 'C': check = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'c':
+			conf = optarg;
+			break;
+		case 'C':
+			check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	log_init("tiergated");

@@ -425,9 +425,9 @@ struct site {
 	struct loop *loop;
 	struct http_client *http;
 	struct worker_pool *workers; /* NULL: parse on the loop thread */
-	struct site_config cfg;	 /* strings owned by the site */
-	void *priv;		 /* the adapter's state */
-	struct site_call *calls; /* in flight */
+	struct site_config cfg;	     /* strings owned by the site */
+	void *priv;		     /* the adapter's state */
+	struct site_call *calls;     /* in flight */
 	struct site_stats stats;
 	bool closing;
 };

@@ -15,11 +15,9 @@
 #include "task.h"
 
 #define POLLER_STATES(X) X(SLEEPING) X(LISTING)
-enum poller_state {
-	POLLER_STATES(TASK_STATE_ENUM)
-};
+enum poller_state { POLLER_STATES(TASK_STATE_ENUM) };
 static const char *const poller_state_names[] = {
-	POLLER_STATES(TASK_STATE_NAME)};
+    POLLER_STATES(TASK_STATE_NAME)};
 
 #define FULL_LIST_EVERY 10
 /* Slurm's SlurmUser sees every job; see docs/architecture.md */
@@ -68,8 +66,8 @@ static void apply(struct site_poller *p)
 
 	for (i = 0; i < r->n_jobs; i++) {
 		const struct site_job *sj = &r->jobs[i];
-		struct gw_job *j = jobs_find_slurm(p->gw->jobs, p->s->cfg->name,
-						   sj->job_id);
+		struct gw_job *j =
+		    jobs_find_slurm(p->gw->jobs, p->s->cfg->name, sj->job_id);
 
 		/* by id only: a tag (the job's comment) is anyone's to write;
 		 * jobs without an id yet are the job task's (FINDING) */
@@ -110,7 +108,8 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 	}
 	switch ((enum poller_state)t->state) {
 	case SLEEPING:
-		if (!(wake & (TASK_WAKE_TIMER | TASK_WAKE_START | TASK_WAKE_USER)))
+		if (!(wake &
+		      (TASK_WAKE_TIMER | TASK_WAKE_START | TASK_WAKE_USER)))
 			return TASK_WAIT;
 		task_sleep_stop(t);
 		if (p->s->breaker != BREAKER_CLOSED)
@@ -156,7 +155,8 @@ static enum task_step poller_step(struct task *t, unsigned wake)
 				jobs_site_recovered(p->gw->jobs, p->s);
 			}
 			/* from when the call started (changes during it count);
-			 * Slurm's update_time has second granularity: overlap */
+			 * Slurm's update_time has second granularity: overlap
+			 */
 			p->update_time = p->list_started - 2;
 		} else {
 			log_warn("site %s: poll failed: %s", p->s->cfg->name,
@@ -196,12 +196,12 @@ static void poller_destroy(struct task *t)
 }
 
 static const struct task_ops poller_ops = {
-	.kind = "poller",
-	.state_names = poller_state_names,
-	.n_states = sizeof(poller_state_names) / sizeof(*poller_state_names),
-	.step = poller_step,
-	.debug_str = poller_debug_str,
-	.destroy = poller_destroy,
+    .kind = "poller",
+    .state_names = poller_state_names,
+    .n_states = sizeof(poller_state_names) / sizeof(*poller_state_names),
+    .step = poller_step,
+    .debug_str = poller_debug_str,
+    .destroy = poller_destroy,
 };
 
 int site_poller_start(struct gw *gw, struct gw_site *s)

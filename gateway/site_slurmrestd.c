@@ -430,10 +430,10 @@ void site_slurmrestd_parse(enum site_op op, uint32_t job_id, const char *tag,
 		return;
 	}
 	/* big lists: only the fields we keep, without jansson's tree */
-	if ((op == SITE_OP_LIST || op == SITE_OP_FIND_BY_TAG) && status >= 200 &&
-	    status < 300 && stream_lists &&
-	    slurmrestd_list_read(body, len, op == SITE_OP_FIND_BY_TAG ? tag : NULL,
-				 r) <= 0)
+	if ((op == SITE_OP_LIST || op == SITE_OP_FIND_BY_TAG) &&
+	    status >= 200 && status < 300 && stream_lists &&
+	    slurmrestd_list_read(
+		body, len, op == SITE_OP_FIND_BY_TAG ? tag : NULL, r) <= 0)
 		return;
 	if (json_parse_text(body, len, 0, &root, jerr, sizeof(jerr)) < 0 ||
 	    !json_is_object(root)) {
@@ -488,7 +488,8 @@ void site_slurmrestd_parse(enum site_op op, uint32_t job_id, const char *tag,
 		r->err = classify(r->slurm_errno);
 		if (r->err == SITE_ERR_BACKEND)
 			r->outcome_unknown = mutating;
-		if (op == SITE_OP_SUBMIT && submit_retry_later(r->slurm_errno)) {
+		if (op == SITE_OP_SUBMIT &&
+		    submit_retry_later(r->slurm_errno)) {
 			r->err = SITE_ERR_UNAVAILABLE;
 			r->outcome_unknown = false;
 			r->busy = true;
@@ -816,10 +817,9 @@ static int srd_send(struct site *s, const struct site_cred *as,
 	if (s->cfg.auth == SITE_AUTH_MUNGE)
 		http_client_set_host_limit(s->http, base,
 					   s->cfg.max_connections);
-	req = http_request_new(s->http, method,
-			       s->cfg.auth == SITE_AUTH_MUNGE ? base
-							      : s->cfg.url,
-			       full);
+	req = http_request_new(
+	    s->http, method, s->cfg.auth == SITE_AUTH_MUNGE ? base : s->cfg.url,
+	    full);
 	if (!req) {
 		rv = -errno;
 		site_result_set(&call->result, SITE_ERR_INTERNAL,
@@ -829,8 +829,8 @@ static int srd_send(struct site *s, const struct site_cred *as,
 	}
 	rv = 0;
 	if (token) { /* rest_auth/local ignores these */
-		rv = http_request_add_header(req, "X-SLURM-USER-NAME",
-					     as->user);
+		rv =
+		    http_request_add_header(req, "X-SLURM-USER-NAME", as->user);
 		if (!rv)
 			rv = http_request_add_header(req, "X-SLURM-USER-TOKEN",
 						     token);

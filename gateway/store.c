@@ -1061,7 +1061,8 @@ static int prepare_all(struct store *st, char *err, size_t errlen)
 			break;
 		case S_CRED_LIST:
 			t = "SELECT site, user, token, expires_at, "
-			    "registered_at FROM site_credentials ORDER BY site, "
+			    "registered_at FROM site_credentials ORDER BY "
+			    "site, "
 			    "user";
 			break;
 		case S_COUNT_:
@@ -1525,8 +1526,8 @@ static int op_cred_put(struct store *st, struct store_req *r)
 	}
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_DONE)
-		rv = sq_fail(st, rc, s, c->token ? "put credential"
-						 : "delete credential");
+		rv = sq_fail(st, rc, s,
+			     c->token ? "put credential" : "delete credential");
 	else if (!c->token && sqlite3_changes(st->db) == 0)
 		rv = -ENOENT;
 	sq_reset(s);
@@ -2324,7 +2325,7 @@ int store_load_all(struct store *st, unsigned flags, store_load_fn *fn,
 		st->pend_tail->p_.next = &r; // cppcheck-suppress autoVariables
 	else
 		st->pend_head = &r; // cppcheck-suppress autoVariables
-	st->pend_tail = &r; // cppcheck-suppress autoVariables
+	st->pend_tail = &r;	    // cppcheck-suppress autoVariables
 	st->n_pend++;
 	pthread_cond_signal(&st->cond);
 	for (;;) {

@@ -18,7 +18,7 @@
 #define CONF_MAX_BYTES (1 << 20)
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -59,8 +59,8 @@ static int check_name(const char *name, const char *what, const char *file,
 	for (p = name; *p; p++) {
 		if (!is_name_char(*p)) {
 			set_err(err, errlen,
-				"%s:%d: %s '%s' has a bad character '%c'",
-				file, line, what, name, *p);
+				"%s:%d: %s '%s' has a bad character '%c'", file,
+				line, what, name, *p);
 			return -EINVAL;
 		}
 	}
@@ -170,11 +170,11 @@ int conf_parse_string(const char *name, const char *text, struct conf **out,
 					    cur_section) &&
 				    !strcmp(c->sections[i].label, cur_label)) {
 					set_err(err, errlen,
-						"%s:%d: section [%s%s%s] repeats line %d",
+						"%s:%d: section [%s%s%s] "
+						"repeats line %d",
 						name, lineno, cur_section,
 						*cur_label ? " " : "",
-						cur_label,
-						c->sections[i].line);
+						cur_label, c->sections[i].line);
 					rv = -EINVAL;
 					goto out_free;
 				}
@@ -188,7 +188,7 @@ int conf_parse_string(const char *name, const char *text, struct conf **out,
 				cap_s *= 2;
 			}
 			c->sections[c->n_sections++] = (struct conf_section){
-				cur_section, cur_label, lineno};
+			    cur_section, cur_label, lineno};
 			continue;
 		}
 
@@ -215,8 +215,8 @@ int conf_parse_string(const char *name, const char *text, struct conf **out,
 			    !strcmp(e->label, cur_label) &&
 			    !strcmp(e->key, key)) {
 				set_err(err, errlen,
-					"%s:%d: key '%s' repeats line %d",
-					name, lineno, key, e->line);
+					"%s:%d: key '%s' repeats line %d", name,
+					lineno, key, e->line);
 				rv = -EINVAL;
 				goto out_free;
 			}
@@ -230,11 +230,11 @@ int conf_parse_string(const char *name, const char *text, struct conf **out,
 			cap_e *= 2;
 		}
 		c->entries[c->n_entries++] = (struct conf_entry){
-			.section = cur_section,
-			.label = cur_label,
-			.key = key,
-			.value = val,
-			.line = lineno,
+		    .section = cur_section,
+		    .label = cur_label,
+		    .key = key,
+		    .value = val,
+		    .line = lineno,
 		};
 	}
 	*out = c;
@@ -382,13 +382,13 @@ int conf_get_int(struct conf *c, const char *section, const char *label,
 	errno = 0;
 	v = strtol(e->value, &end, 10);
 	if (!*e->value || *end || errno) {
-		conf_entry_error(c, e, err, errlen,
-				 "'%s' is not an integer", e->value);
+		conf_entry_error(c, e, err, errlen, "'%s' is not an integer",
+				 e->value);
 		return -EINVAL;
 	}
 	if (v < min || v > max) {
-		conf_entry_error(c, e, err, errlen,
-				 "%ld is outside %ld..%ld", v, min, max);
+		conf_entry_error(c, e, err, errlen, "%ld is outside %ld..%ld",
+				 v, min, max);
 		return -ERANGE;
 	}
 	*out = v;
@@ -439,8 +439,8 @@ int conf_get_double(struct conf *c, const char *section, const char *label,
 		return -EINVAL;
 	}
 	if (v < min || v > max) {
-		conf_entry_error(c, e, err, errlen, "%g is outside %g..%g",
-				 v, min, max);
+		conf_entry_error(c, e, err, errlen, "%g is outside %g..%g", v,
+				 min, max);
 		return -ERANGE;
 	}
 	*out = v;
@@ -462,14 +462,32 @@ int conf_get_size(struct conf *c, const char *section, const char *label,
 	if (!isdigit((unsigned char)*e->value) || errno)
 		goto bad;
 	switch (*end) {
-	case 'K': case 'k': shift = 10; end++; break;
-	case 'M': case 'm': shift = 20; end++; break;
-	case 'G': case 'g': shift = 30; end++; break;
-	case 'T': case 't': shift = 40; end++; break;
-	default: break;
+	case 'K':
+	case 'k':
+		shift = 10;
+		end++;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		end++;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		end++;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end == 'i' || *end == 'B' || *end == 'b')
-		end += (*end == 'i' && (end[1] == 'B' || end[1] == 'b')) ? 2 : 1;
+		end +=
+		    (*end == 'i' && (end[1] == 'B' || end[1] == 'b')) ? 2 : 1;
 	if (*end)
 		goto bad;
 	if (shift && v > (UINT64_MAX >> shift)) {

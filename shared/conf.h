@@ -25,7 +25,8 @@ struct conf_entry {
 	const char *key;
 	const char *value;
 	int line;
-	bool used; /* set by the getters; conf_check_unused() reports the rest */
+	bool
+	    used; /* set by the getters; conf_check_unused() reports the rest */
 };
 
 struct conf {
@@ -37,7 +38,7 @@ struct conf {
 		const char *section;
 		const char *label;
 		int line;
-	} *sections;
+	} * sections;
 	size_t n_sections;
 	char *arena; /* all strings above point into it */
 };
@@ -78,7 +79,7 @@ int conf_get_size(struct conf *c, const char *section, const char *label,
 /* Format "FILE:LINE: key 'K': ..." for an entry into err. */
 void conf_entry_error(const struct conf *c, const struct conf_entry *e,
 		      char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+    __attribute__((format(printf, 5, 6)));
 
 /* -EINVAL naming the first entry no getter asked for (a misspelt key). */
 int conf_check_unused(const struct conf *c, char *err, size_t errlen);

@@ -956,7 +956,8 @@ static int pkey_sign(const struct jwt_key *key, const char *in, size_t n,
 	if (!es || *siglen < 64)
 		goto out;
 	ECDSA_SIG_get0(es, &r, &s);
-	if (BN_bn2binpad(r, sig, 32) != 32 || BN_bn2binpad(s, sig + 32, 32) != 32)
+	if (BN_bn2binpad(r, sig, 32) != 32 ||
+	    BN_bn2binpad(s, sig + 32, 32) != 32)
 		goto out;
 	*siglen = 64;
 	rv = 0;
@@ -1013,7 +1014,8 @@ static int sign_with_pkey(const struct jwt_key *key, const char *claims,
 	n += b64url((const unsigned char *)claims, clen, tok + n);
 	rv = pkey_sign(key, tok, n, sig, &siglen);
 	if (rv) {
-		set_err(err, errlen, "could not sign with the %s key (OpenSSL: %s)",
+		set_err(err, errlen,
+			"could not sign with the %s key (OpenSSL: %s)",
 			alg_name(key->alg), ssl_reason());
 		log_err("signing with a %s key failed", alg_name(key->alg));
 		free(tok);

@@ -35,10 +35,10 @@ static bool dbg_re_set;
 static unsigned dbg_generation = 1;
 
 static const char *const level_names[] = {
-	[LOG_LVL_ERR] = "error",
-	[LOG_LVL_WARN] = "warning",
-	[LOG_LVL_INFO] = "info",
-	[LOG_LVL_DBG] = "debug",
+    [LOG_LVL_ERR] = "error",
+    [LOG_LVL_WARN] = "warning",
+    [LOG_LVL_INFO] = "info",
+    [LOG_LVL_DBG] = "debug",
 };
 
 void log_init(const char *prog)
@@ -142,8 +142,8 @@ static size_t jwt_len_at(const char *s)
 static bool key_is_secret(const char *key, size_t len)
 {
 	static const char *const secret_words[] = {
-		"token", "secret", "password", "passwd", "credential",
-		"authorization", "cookie", "jwt", "private",
+	    "token",	     "secret", "password", "passwd",  "credential",
+	    "authorization", "cookie", "jwt",	   "private",
 	};
 	char low[64];
 	size_t i;
@@ -151,9 +151,9 @@ static bool key_is_secret(const char *key, size_t len)
 	if (len >= sizeof(low))
 		len = sizeof(low) - 1;
 	for (i = 0; i < len; i++)
-		low[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ?
-					key[i] - 'A' + 'a' :
-					key[i]);
+		low[i] =
+		    (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] - 'A' + 'a'
+							    : key[i]);
 	low[len] = '\0';
 	for (i = 0; i < sizeof(secret_words) / sizeof(*secret_words); i++)
 		if (strstr(low, secret_words[i]))
@@ -161,8 +161,7 @@ static bool key_is_secret(const char *key, size_t len)
 	return false;
 }
 
-static size_t put(char *out, size_t o, size_t outlen, const char *s,
-		  size_t n)
+static size_t put(char *out, size_t o, size_t outlen, const char *s, size_t n)
 {
 	while (n-- && o + 1 < outlen)
 		out[o++] = *s++;
@@ -211,20 +210,21 @@ size_t log_redact(const char *in, char *out, size_t outlen)
 				quoted_key = true;
 				k--;
 			}
-			while (k > 0 && (is_b64url(in[k - 1]) ||
-					 in[k - 1] == '-'))
+			while (k > 0 &&
+			       (is_b64url(in[k - 1]) || in[k - 1] == '-'))
 				k--;
 			if (key_is_secret(in + k, i - k - quoted_key)) {
 				o = put(out, o, outlen, in + i, 1);
 				while (in[vstart] == ' ')
-					o = put(out, o, outlen, in + vstart++, 1);
+					o = put(out, o, outlen, in + vstart++,
+						1);
 				/* "Authorization: Bearer X": keep the scheme */
 				if (!strncasecmp(in + vstart, "bearer ", 7) ||
 				    !strncasecmp(in + vstart, "basic ", 6)) {
 					n = in[vstart + 1] == 'e' ||
-							    in[vstart + 1] == 'E' ?
-						    7 :
-						    6;
+						    in[vstart + 1] == 'E'
+						? 7
+						: 6;
 					o = put(out, o, outlen, in + vstart, n);
 					vstart += n;
 				}
@@ -234,7 +234,8 @@ size_t log_redact(const char *in, char *out, size_t outlen)
 					while (in[vstart] && in[vstart] != '"')
 						vstart++;
 				} else {
-					while (in[vstart] && in[vstart] != ' ' &&
+					while (in[vstart] &&
+					       in[vstart] != ' ' &&
 					       in[vstart] != ',' &&
 					       in[vstart] != '&' &&
 					       in[vstart] != '}')
@@ -398,8 +399,8 @@ static void escape_controls(char *buf, size_t size)
 	snprintf(buf, size, "%s", tmp);
 }
 
-void log_vmsg(enum log_level lvl, const char *file, int line,
-	      const char *func, const char *fmt, va_list ap)
+void log_vmsg(enum log_level lvl, const char *file, int line, const char *func,
+	      const char *fmt, va_list ap)
 {
 	char raw[LOG_LINE_MAX], clean[LOG_LINE_MAX];
 	int n = 0;
@@ -409,8 +410,8 @@ void log_vmsg(enum log_level lvl, const char *file, int line,
 	if (lvl == LOG_LVL_DBG) {
 		const char *base = strrchr(file, '/');
 
-		n += snprintf(raw + n, sizeof(raw) - n, "%s:%d:%s: ",
-			      base ? base + 1 : file, line, func);
+		n += snprintf(raw + n, sizeof(raw) - n,
+			      "%s:%d:%s: ", base ? base + 1 : file, line, func);
 	}
 	if (n >= 0 && (size_t)n < sizeof(raw))
 		vsnprintf(raw + n, sizeof(raw) - n, fmt, ap);
@@ -423,8 +424,8 @@ void log_vmsg(enum log_level lvl, const char *file, int line,
 	errno = saved_errno;
 }
 
-void log_msg(enum log_level lvl, const char *file, int line,
-	     const char *func, const char *fmt, ...)
+void log_msg(enum log_level lvl, const char *file, int line, const char *func,
+	     const char *fmt, ...)
 {
 	va_list ap;
 

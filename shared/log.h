@@ -58,18 +58,17 @@ int log_set_debug(const char *re);
 /* log_set_debug(getenv("TIERGATE_DEBUG")) */
 int log_debug_from_env(void);
 
-void log_msg(enum log_level lvl, const char *file, int line,
-	     const char *func, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-void log_vmsg(enum log_level lvl, const char *file, int line,
-	      const char *func, const char *fmt, va_list ap)
-	__attribute__((format(printf, 5, 0)));
+void log_msg(enum log_level lvl, const char *file, int line, const char *func,
+	     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void log_vmsg(enum log_level lvl, const char *file, int line, const char *func,
+	      const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
 
-#define log_err(...) \
+#define log_err(...)                                                           \
 	log_msg(LOG_LVL_ERR, __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define log_warn(...) \
+#define log_warn(...)                                                          \
 	log_msg(LOG_LVL_WARN, __FILE__, __LINE__, __func__, __VA_ARGS__)
-#define log_info(...) \
+#define log_info(...)                                                          \
 	log_msg(LOG_LVL_INFO, __FILE__, __LINE__, __func__, __VA_ARGS__)
 
 /* One per dbg() call site: whether it matched, for which regex generation. */
@@ -85,15 +84,15 @@ struct log_dbg_site {
 extern int log_debug_on;
 int log_dbg_site_enabled(struct log_dbg_site *site);
 
-#define dbg(...)                                                            \
-	do {                                                                \
-		if (__builtin_expect(log_debug_on, 0)) {                    \
-			static struct log_dbg_site dbg_site_ = {            \
-				__FILE__, __func__, __LINE__, 0, 0};        \
-			if (log_dbg_site_enabled(&dbg_site_))               \
-				log_msg(LOG_LVL_DBG, __FILE__, __LINE__,    \
-					__func__, __VA_ARGS__);             \
-		}                                                           \
+#define dbg(...)                                                               \
+	do {                                                                   \
+		if (__builtin_expect(log_debug_on, 0)) {                       \
+			static struct log_dbg_site dbg_site_ = {               \
+			    __FILE__, __func__, __LINE__, 0, 0};               \
+			if (log_dbg_site_enabled(&dbg_site_))                  \
+				log_msg(LOG_LVL_DBG, __FILE__, __LINE__,       \
+					__func__, __VA_ARGS__);                \
+		}                                                              \
 	} while (0)
 
 /*

@@ -15,31 +15,31 @@ struct arg_spec {
 	size_t size;
 };
 
-#define ARG(k, kind, field)                                               \
-	{                                                                 \
-		k, kind, offsetof(struct plugin_args, field),             \
-			sizeof(((struct plugin_args *)0)->field)          \
+#define ARG(k, kind, field)                                                    \
+	{                                                                      \
+		k, kind, offsetof(struct plugin_args, field),                  \
+		    sizeof(((struct plugin_args *)0)->field)                   \
 	}
 
 static const struct arg_spec arg_specs[] = {
-	ARG("tiers", ARG_PATH, tiers),
-	ARG("ticket_key", ARG_PATH, ticket_key),
-	ARG("gateway", ARG_STR, gateway),
-	ARG("spool", ARG_PATH, spool),
-	ARG("site", ARG_STR, site),
-	ARG("munge_socket", ARG_PATH, munge_socket),
-	ARG("relay", ARG_PATH, relay),
-	ARG("debug", ARG_STR, debug),
-	ARG("report_auth", ARG_AUTH, report_auth),
-	ARG("output", ARG_BOOL, output),
+    ARG("tiers", ARG_PATH, tiers),
+    ARG("ticket_key", ARG_PATH, ticket_key),
+    ARG("gateway", ARG_STR, gateway),
+    ARG("spool", ARG_PATH, spool),
+    ARG("site", ARG_STR, site),
+    ARG("munge_socket", ARG_PATH, munge_socket),
+    ARG("relay", ARG_PATH, relay),
+    ARG("debug", ARG_STR, debug),
+    ARG("report_auth", ARG_AUTH, report_auth),
+    ARG("output", ARG_BOOL, output),
 };
 #define N_SPECS (sizeof(arg_specs) / sizeof(*arg_specs))
 
 static const char *const auth_names[] = {
-	[REPORT_AUTH_AUTO] = "auto",
-	[REPORT_AUTH_MUNGE] = "munge",
-	[REPORT_AUTH_TICKET] = "ticket",
-	[REPORT_AUTH_NONE] = "none",
+    [REPORT_AUTH_AUTO] = "auto",
+    [REPORT_AUTH_MUNGE] = "munge",
+    [REPORT_AUTH_TICKET] = "ticket",
+    [REPORT_AUTH_NONE] = "none",
 };
 
 const char *args_report_auth_name(enum report_auth a)
@@ -57,16 +57,18 @@ static int set_value(const struct arg_spec *s, const char *val,
 	case ARG_PATH:
 		if (val[0] != '/') {
 			snprintf(err, errlen,
-				 "plugin argument '%s': '%s' is not an absolute path",
+				 "plugin argument '%s': '%s' is not an "
+				 "absolute path",
 				 s->key, val);
 			return -EINVAL;
 		}
 		/* fall through */
 	case ARG_STR:
 		if (strlen(val) >= s->size) {
-			snprintf(err, errlen,
-				 "plugin argument '%s': value longer than %zu bytes",
-				 s->key, s->size - 1);
+			snprintf(
+			    err, errlen,
+			    "plugin argument '%s': value longer than %zu bytes",
+			    s->key, s->size - 1);
 			return -EINVAL;
 		}
 		memcpy(field, val, strlen(val) + 1);
@@ -84,7 +86,8 @@ static int set_value(const struct arg_spec *s, const char *val,
 	case ARG_AUTH:
 		for (i = 0; i < sizeof(auth_names) / sizeof(*auth_names); i++) {
 			if (!strcmp(val, auth_names[i])) {
-				*(enum report_auth *)field = (enum report_auth)i;
+				*(enum report_auth *)field =
+				    (enum report_auth)i;
 				return 0;
 			}
 		}
@@ -96,8 +99,8 @@ bad:
 	return -EINVAL;
 }
 
-int args_parse(int argc, char *const argv[], struct plugin_args *out,
-	       char *err, size_t errlen)
+int args_parse(int argc, char *const argv[], struct plugin_args *out, char *err,
+	       size_t errlen)
 {
 	bool seen[N_SPECS] = {false};
 	int i, rv;
@@ -141,7 +144,7 @@ int args_parse(int argc, char *const argv[], struct plugin_args *out,
 		return -EINVAL;
 	}
 	if (out->report_auth == REPORT_AUTH_AUTO)
-		out->report_auth = out->munge_socket[0] ? REPORT_AUTH_MUNGE :
-							  REPORT_AUTH_TICKET;
+		out->report_auth = out->munge_socket[0] ? REPORT_AUTH_MUNGE
+							: REPORT_AUTH_TICKET;
 	return 0;
 }

@@ -27,7 +27,7 @@ enum report_auth {
 struct plugin_args {
 	char tiers[PATH_MAX];
 	char ticket_key[PATH_MAX]; /* "" = no tickets accepted */
-	char gateway[512];         /* "" = no reports */
+	char gateway[512];	   /* "" = no reports */
 	char spool[PATH_MAX];
 	char site[32];
 	char munge_socket[PATH_MAX];
@@ -40,8 +40,8 @@ struct plugin_args {
 #define ARGS_DEFAULT_SPOOL "/var/spool/tiergate"
 
 /* Parse argv; 0, or -EINVAL with err naming the offending key. */
-int args_parse(int argc, char *const argv[], struct plugin_args *out,
-	       char *err, size_t errlen);
+int args_parse(int argc, char *const argv[], struct plugin_args *out, char *err,
+	       size_t errlen);
 const char *args_report_auth_name(enum report_auth a);
 
 #endif

@@ -11,24 +11,94 @@
 /* sbatch/srun options that take a separate argument (short and long). */
 static const char *const short_with_arg = "AaBbCcDdeFGiJLMmNnopqSTtwx";
 static const char *const long_with_arg[] = {
-	"account", "acctg-freq", "array", "batch", "bb", "bbf", "begin",
-	"chdir", "cluster-constraint", "clusters", "comment", "constraint",
-	"container", "core-spec", "cores-per-socket", "cpu-freq",
-	"cpus-per-gpu", "cpus-per-task", "deadline", "delay-boot",
-	"dependency", "distribution", "error", "exclude", "export",
-	"export-file", "extra-node-info", "get-user-env", "gid", "gpu-bind",
-	"gpu-freq", "gpus", "gpus-per-node", "gpus-per-socket",
-	"gpus-per-task", "gres", "gres-flags", "hint", "input", "job-name",
-	"licenses", "mail-type", "mail-user", "mcs-label", "mem",
-	"mem-bind", "mem-per-cpu", "mem-per-gpu", "mincpus", "network",
-	"nice", "nodefile", "nodelist", "nodes", "ntasks",
-	"ntasks-per-core", "ntasks-per-gpu", "ntasks-per-node",
-	"ntasks-per-socket", "open-mode", "output", "partition", "power",
-	"priority", "profile", "propagate", "qos", "reservation", "signal",
-	"sockets-per-node", "switches", "thread-spec", "threads-per-core",
-	"time", "time-min", "tmp", "uid", "wckey", "wrap", "cpu-tier",
-	"mpi", "kill-on-bad-exit", "slurmd-debug", "task-epilog",
-	"task-prolog", "label", "multi-prog", NULL,
+    "account",
+    "acctg-freq",
+    "array",
+    "batch",
+    "bb",
+    "bbf",
+    "begin",
+    "chdir",
+    "cluster-constraint",
+    "clusters",
+    "comment",
+    "constraint",
+    "container",
+    "core-spec",
+    "cores-per-socket",
+    "cpu-freq",
+    "cpus-per-gpu",
+    "cpus-per-task",
+    "deadline",
+    "delay-boot",
+    "dependency",
+    "distribution",
+    "error",
+    "exclude",
+    "export",
+    "export-file",
+    "extra-node-info",
+    "get-user-env",
+    "gid",
+    "gpu-bind",
+    "gpu-freq",
+    "gpus",
+    "gpus-per-node",
+    "gpus-per-socket",
+    "gpus-per-task",
+    "gres",
+    "gres-flags",
+    "hint",
+    "input",
+    "job-name",
+    "licenses",
+    "mail-type",
+    "mail-user",
+    "mcs-label",
+    "mem",
+    "mem-bind",
+    "mem-per-cpu",
+    "mem-per-gpu",
+    "mincpus",
+    "network",
+    "nice",
+    "nodefile",
+    "nodelist",
+    "nodes",
+    "ntasks",
+    "ntasks-per-core",
+    "ntasks-per-gpu",
+    "ntasks-per-node",
+    "ntasks-per-socket",
+    "open-mode",
+    "output",
+    "partition",
+    "power",
+    "priority",
+    "profile",
+    "propagate",
+    "qos",
+    "reservation",
+    "signal",
+    "sockets-per-node",
+    "switches",
+    "thread-spec",
+    "threads-per-core",
+    "time",
+    "time-min",
+    "tmp",
+    "uid",
+    "wckey",
+    "wrap",
+    "cpu-tier",
+    "mpi",
+    "kill-on-bad-exit",
+    "slurmd-debug",
+    "task-epilog",
+    "task-prolog",
+    "label",
+    "multi-prog",
+    NULL,
 };
 
 static bool long_takes_arg(const char *name, size_t len)
@@ -53,19 +123,24 @@ static long parse_count(const char *s)
 static void from_env(char *const envp[], struct cmd_request *req)
 {
 	static const char *const cpu_vars[] = {
-		"SBATCH_CPUS_PER_TASK=", "SALLOC_CPUS_PER_TASK=",
-		"SRUN_CPUS_PER_TASK=", NULL,
+	    "SBATCH_CPUS_PER_TASK=",
+	    "SALLOC_CPUS_PER_TASK=",
+	    "SRUN_CPUS_PER_TASK=",
+	    NULL,
 	};
 	static const char *const acct_vars[] = {
-		"SBATCH_ACCOUNT=", "SALLOC_ACCOUNT=", "SLURM_ACCOUNT=", NULL,
+	    "SBATCH_ACCOUNT=",
+	    "SALLOC_ACCOUNT=",
+	    "SLURM_ACCOUNT=",
+	    NULL,
 	};
 	size_t i, j;
 
 	for (i = 0; envp && envp[i]; i++) {
 		for (j = 0; cpu_vars[j]; j++)
 			if (!strncmp(envp[i], cpu_vars[j], strlen(cpu_vars[j])))
-				req->cpus_per_task = parse_count(
-					envp[i] + strlen(cpu_vars[j]));
+				req->cpus_per_task =
+				    parse_count(envp[i] + strlen(cpu_vars[j]));
 		for (j = 0; acct_vars[j]; j++)
 			if (!strncmp(envp[i], acct_vars[j],
 				     strlen(acct_vars[j])))
@@ -86,7 +161,8 @@ void cmdline_scan(int argc, char *const argv[], char *const envp[],
 		size_t nlen;
 
 		if (a[0] != '-' || !a[1])
-			break; /* the script or command: its args are not ours */
+			break; /* the script or command: its args are not ours
+				*/
 		if (!strcmp(a, "--"))
 			break;
 		if (a[1] == '-') {

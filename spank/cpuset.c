@@ -54,11 +54,11 @@ int cpuset_format(const cpu_set_t *set, char *buf, size_t len)
 		if (in && start < 0)
 			start = cpu;
 		if (!in && start >= 0) {
-			int n = start == cpu - 1 ?
-					snprintf(buf + o, len - o, "%s%d",
-						 o ? "," : "", start) :
-					snprintf(buf + o, len - o, "%s%d-%d",
-						 o ? "," : "", start, cpu - 1);
+			int n = start == cpu - 1
+				    ? snprintf(buf + o, len - o, "%s%d",
+					       o ? "," : "", start)
+				    : snprintf(buf + o, len - o, "%s%d-%d",
+					       o ? "," : "", start, cpu - 1);
 			if (n < 0 || (size_t)n >= len - o)
 				return -ENOSPC;
 			o += (size_t)n;

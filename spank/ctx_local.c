@@ -66,16 +66,16 @@ int local_init_post_opt(spank_t sp)
 	free(buf);
 
 	ticket = getenv(TICKET_ENV);
-	plugin_check_ticket(ticket,
-			    ticket && strlen(ticket) > JWT_TOKEN_MAX, &tc);
+	plugin_check_ticket(ticket, ticket && strlen(ticket) > JWT_TOKEN_MAX,
+			    &tc);
 	req = (struct tier_request){
-		.requested = tg.requested,
-		.ticket = &tc,
-		.user = id.user,
-		.load_groups = identity_groups_cb,
-		.load_groups_arg = &id,
-		.account = cmd.account[0] ? cmd.account : NULL,
-		.now = time(NULL),
+	    .requested = tg.requested,
+	    .ticket = &tc,
+	    .user = id.user,
+	    .load_groups = identity_groups_cb,
+	    .load_groups_arg = &id,
+	    .account = cmd.account[0] ? cmd.account : NULL,
+	    .now = time(NULL),
 	};
 	rv = tier_decide(tg.tiers, &req, &d);
 	if (rv) {
@@ -83,7 +83,8 @@ int local_init_post_opt(spank_t sp)
 		return -1;
 	}
 	if (cmd.cpus_per_task > (long)d.tier->cpus) {
-		log_err("CPU tier '%s' allows %u CPU%s per task; %ld requested (--cpus-per-task)",
+		log_err("CPU tier '%s' allows %u CPU%s per task; %ld requested "
+			"(--cpus-per-task)",
 			d.tier->name, d.tier->cpus,
 			d.tier->cpus == 1 ? "" : "s", cmd.cpus_per_task);
 		return -1;

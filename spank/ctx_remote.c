@@ -162,23 +162,22 @@ static void prepare(spank_t sp)
 	}
 	plugin_check_ticket(rs.ticket, rs.ticket_too_long, &tc);
 	req = (struct tier_request){
-		.requested = tg.requested_set ? tg.requested : NULL,
-		.ticket = &tc,
-		.user = rs.id.user,
-		.load_groups = identity_groups_cb,
-		.load_groups_arg = &rs.id,
-		.account = rs.account[0] ? rs.account : NULL,
-		.now = time(NULL),
+	    .requested = tg.requested_set ? tg.requested : NULL,
+	    .ticket = &tc,
+	    .user = rs.id.user,
+	    .load_groups = identity_groups_cb,
+	    .load_groups_arg = &rs.id,
+	    .account = rs.account[0] ? rs.account : NULL,
+	    .now = time(NULL),
 	};
 	rs.decide_rv = tier_decide(tg.tiers, &req, &rs.decision);
 	event_step_name(rs.step_id, step, sizeof(step));
 	/* one id finds a job's story in the gateway's log and in slurmd's */
 	if (rs.request_id[0] && is_batch())
-		log_info("job %u.%s: gateway job %s, request %s", rs.job_id,
-			 step,
-			 rs.decision.ticket_valid ? rs.decision.ticket.job_id :
-						    "-",
-			 rs.request_id);
+		log_info(
+		    "job %u.%s: gateway job %s, request %s", rs.job_id, step,
+		    rs.decision.ticket_valid ? rs.decision.ticket.job_id : "-",
+		    rs.request_id);
 	if (rs.decision.ticket_error[0])
 		log_info("job %u.%s: ticket not used: %s", rs.job_id, step,
 			 rs.decision.ticket_error);
@@ -216,25 +215,23 @@ static void write_meta(void);
 /* Queue the event in the spool; the relay delivers it, in order. */
 /* Queue events in the spool, in order, under one lock; the relay
  * delivers them.  kinds names them in the log. */
-static void queue_events(const char *const *jsons, size_t n,
-			 const char *kinds)
+static void queue_events(const char *const *jsons, size_t n, const char *kinds)
 {
 	int rv;
 
-	rv = open_spool() ? spool_event_append_n(&rs.spool, jsons, n) :
-			    -ENOENT;
+	rv = open_spool() ? spool_event_append_n(&rs.spool, jsons, n) : -ENOENT;
 	if (rv == -ESTALE) {
 		/* the node's relay removed the idle dir meanwhile */
 		spool_job_close(&rs.spool);
 		rs.spool_ok = false;
-		rv = open_spool() ? spool_event_append_n(&rs.spool, jsons, n) :
-				    -ENOENT;
+		rv = open_spool() ? spool_event_append_n(&rs.spool, jsons, n)
+				  : -ENOENT;
 		if (!rv && !spool_has_file(&rs.spool, "meta"))
 			write_meta();
 	}
 	if (rv)
-		log_err("job %u: event %s lost: spool %s: %s", rs.job_id,
-			kinds, tg.args.spool, strerror(-rv));
+		log_err("job %u: event %s lost: spool %s: %s", rs.job_id, kinds,
+			tg.args.spool, strerror(-rv));
 	else {
 		rs.queued = true;
 		dbg("job %u: event %s queued", rs.job_id, kinds);
@@ -287,20 +284,20 @@ static struct tg_event base_event(const char *kind)
 	const struct tier *t = rs.decision.tier;
 
 	return (struct tg_event){
-		.kind = kind,
-		.site = tg.args.site,
-		.job_id = rs.job_id,
-		.step_id = rs.step_id,
-		.node = rs.node,
-		.user = rs.id.user,
-		.tier = t ? t->name : NULL,
-		.tier_source = t ? tier_source_name(rs.decision.source) : NULL,
-		.gw_job = rs.decision.ticket_valid ? rs.decision.ticket.job_id :
-						     NULL,
-		.request_id = rs.request_id[0] ? rs.request_id : NULL,
-		.task = -1,
-		.time_ms = now_ms(),
-		.step_start_ms = rs.start_ms,
+	    .kind = kind,
+	    .site = tg.args.site,
+	    .job_id = rs.job_id,
+	    .step_id = rs.step_id,
+	    .node = rs.node,
+	    .user = rs.id.user,
+	    .tier = t ? t->name : NULL,
+	    .tier_source = t ? tier_source_name(rs.decision.source) : NULL,
+	    .gw_job =
+		rs.decision.ticket_valid ? rs.decision.ticket.job_id : NULL,
+	    .request_id = rs.request_id[0] ? rs.request_id : NULL,
+	    .task = -1,
+	    .time_ms = now_ms(),
+	    .step_start_ms = rs.start_ms,
 	};
 }
 
@@ -354,20 +351,23 @@ static int confine(void)
 	int n;
 
 	if (sched_getaffinity(0, sizeof(cur), &cur) < 0) {
-		slurm_error("tiergate: cannot read the task's CPU affinity: %m");
+		slurm_error(
+		    "tiergate: cannot read the task's CPU affinity: %m");
 		return -1;
 	}
 	n = cpuset_confine(rs.have_alloc ? &rs.alloc : &cur, &cur, t->cpus,
 			   &use);
 	if (n <= 0 || sched_setaffinity(0, sizeof(use), &use) < 0) {
-		slurm_error("tiergate: cannot confine the task to CPU tier '%s': %m",
-			    t->name);
+		slurm_error(
+		    "tiergate: cannot confine the task to CPU tier '%s': %m",
+		    t->name);
 		return -1;
 	}
 	cpuset_format(&use, list, sizeof(list));
 	if (setpriority(PRIO_PROCESS, 0, t->nice) < 0) {
-		slurm_error("tiergate: cannot set nice %d for CPU tier '%s': %m",
-			    t->nice, t->name);
+		slurm_error(
+		    "tiergate: cannot set nice %d for CPU tier '%s': %m",
+		    t->nice, t->name);
 		return -1;
 	}
 	dbg("job %u: task confined to CPUs %s (tier %s, nice %d)", rs.job_id,
@@ -521,9 +521,9 @@ int remote_exit(spank_t sp)
 		goto out;
 	ev = base_event("step_end");
 	if (getrusage(RUSAGE_CHILDREN, &ru) == 0)
-		ev.cpu_seconds = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
-				 (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) /
-					 1e6;
+		ev.cpu_seconds =
+		    ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+		    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 	report(&ev);
 	if (!open_spool())
 		goto out;

@@ -50,8 +50,7 @@ static bool entitled_by_loaded_groups(const struct tier_table *tab,
 	const char *const *groups = NULL;
 	size_t n = 0;
 
-	if (!req->load_groups || req->n_groups ||
-	    !tier_has_group_rule(tab, t))
+	if (!req->load_groups || req->n_groups || !tier_has_group_rule(tab, t))
 		return false;
 	req->load_groups(req->load_groups_arg, &groups, &n);
 	return n && tier_entitled(tab, t, NULL, groups, n, NULL);
@@ -94,17 +93,19 @@ int tier_decide(const struct tier_table *tab, const struct tier_request *req,
 			  req->account) ||
 	    entitled_by_loaded_groups(tab, t, req)) {
 		d->tier = t;
-		d->source = t == tier_default(tab) ? TIER_FROM_DEFAULT :
-						     TIER_FROM_LOCAL;
+		d->source = t == tier_default(tab) ? TIER_FROM_DEFAULT
+						   : TIER_FROM_LOCAL;
 		return 0;
 	}
 	if (d->ticket_error[0])
 		snprintf(d->why, sizeof(d->why),
-			 "user %s is not entitled to CPU tier '%s' (ticket refused: %s)",
+			 "user %s is not entitled to CPU tier '%s' (ticket "
+			 "refused: %s)",
 			 req->user, t->name, d->ticket_error);
 	else if (d->ticket_valid)
 		snprintf(d->why, sizeof(d->why),
-			 "user %s is not entitled to CPU tier '%s' (the job's ticket is for tier '%s')",
+			 "user %s is not entitled to CPU tier '%s' (the job's "
+			 "ticket is for tier '%s')",
 			 req->user, t->name, d->ticket.tier);
 	else
 		snprintf(d->why, sizeof(d->why),

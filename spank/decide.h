@@ -21,7 +21,7 @@
 #include "tier.h"
 
 struct tier_request {
-	const char *requested; /* NULL or "" = no tier asked for */
+	const char *requested;		   /* NULL or "" = no tier asked for */
 	const struct ticket_check *ticket; /* NULL = no ticket */
 	const char *user;
 	const char *const *groups;
@@ -48,9 +48,9 @@ struct tier_decision {
 	const struct tier *tier; /* NULL when refused */
 	enum tier_source source;
 	bool ticket_valid;
-	struct ticket ticket;   /* when ticket_valid */
+	struct ticket ticket;	/* when ticket_valid */
 	char ticket_error[192]; /* why a presented ticket was not used */
-	char why[384];          /* refusal message for the user */
+	char why[384];		/* refusal message for the user */
 };
 
 /*

@@ -122,7 +122,7 @@ static char *auth_header(struct deliverer *d, const char *method,
 	}
 	if (d->munge_socket &&
 	    munge_ctx_set(ctx, MUNGE_OPT_SOCKET, d->munge_socket) !=
-		    EMUNGE_SUCCESS) {
+		EMUNGE_SUCCESS) {
 		snprintf(err, errlen, "munge socket %s: %s", d->munge_socket,
 			 munge_ctx_strerror(ctx));
 		goto out;
@@ -178,8 +178,7 @@ static long post(struct deliverer *d, const char *path, const char *ctype,
 	curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(d->curl, CURLOPT_POST, 1L);
 	curl_easy_setopt(d->curl, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(d->curl, CURLOPT_POSTFIELDSIZE_LARGE,
-			 (curl_off_t)len);
+	curl_easy_setopt(d->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 	curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
@@ -201,8 +200,8 @@ static long post(struct deliverer *d, const char *path, const char *ctype,
 	return status;
 }
 
-static int classify(long status, const char *what, const char *reply,
-		    char *err, size_t errlen)
+static int classify(long status, const char *what, const char *reply, char *err,
+		    size_t errlen)
 {
 	if (status < 0)
 		return (int)status;
@@ -231,9 +230,9 @@ static uint64_t reply_next_offset(const char *reply)
 {
 	json_t *o = json_loads(reply, 0, NULL);
 	json_t *v = o ? json_object_get(o, "next_offset") : NULL;
-	uint64_t n = json_is_integer(v) && json_integer_value(v) >= 0 ?
-			     (uint64_t)json_integer_value(v) :
-			     UINT64_MAX;
+	uint64_t n = json_is_integer(v) && json_integer_value(v) >= 0
+			 ? (uint64_t)json_integer_value(v)
+			 : UINT64_MAX;
 
 	json_decref(o);
 	return n;
@@ -248,11 +247,11 @@ int deliver_chunk(struct deliverer *d, const char *site, uint32_t job_id,
 	long status;
 	int rv;
 
-	snprintf(path, sizeof(path),
-		 "/v1/output/%s/%u/%s?offset=%llu%s", site, job_id, stream,
-		 (unsigned long long)offset, eof ? "&eof=1" : "");
-	status = post(d, path, "application/octet-stream", len ? data : "",
-		      len, timeout_ms, err, errlen);
+	snprintf(path, sizeof(path), "/v1/output/%s/%u/%s?offset=%llu%s", site,
+		 job_id, stream, (unsigned long long)offset,
+		 eof ? "&eof=1" : "");
+	status = post(d, path, "application/octet-stream", len ? data : "", len,
+		      timeout_ms, err, errlen);
 	rv = classify(status, "output chunk", d->reply, err, errlen);
 	*next_offset = offset + len;
 	if (status == 409) {

@@ -27,8 +27,8 @@ struct deliver_cfg {
 	const char *gateway; /* base URL, e.g. http://127.0.0.1:8480 */
 	enum report_auth auth;
 	const char *munge_socket; /* NULL: munge's default */
-	const char *ticket;       /* NULL unless auth is ticket */
-	const char *request_id;   /* sent as X-Request-ID, may be NULL */
+	const char *ticket;	  /* NULL unless auth is ticket */
+	const char *request_id;	  /* sent as X-Request-ID, may be NULL */
 };
 
 struct deliverer;

@@ -21,12 +21,12 @@ static char help_text[512] = "CPU tier to run at";
 static int option_cb(int val, const char *optarg, int remote);
 
 static struct spank_option cpu_tier_option = {
-	.name = "cpu-tier",
-	.arginfo = "NAME",
-	.usage = help_text,
-	.has_arg = 1,
-	.val = 0,
-	.cb = option_cb,
+    .name = "cpu-tier",
+    .arginfo = "NAME",
+    .usage = help_text,
+    .has_arg = 1,
+    .val = 0,
+    .cb = option_cb,
 };
 
 static const char *context_name(spank_context_t c)

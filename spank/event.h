@@ -22,15 +22,15 @@ struct tg_event {
 	const char *user;
 	const char *tier;
 	const char *tier_source;
-	const char *cores;      /* CPUs the tasks were confined to */
-	const char *gw_job;     /* gateway job id from the ticket, or NULL */
+	const char *cores;	/* CPUs the tasks were confined to */
+	const char *gw_job;	/* gateway job id from the ticket, or NULL */
 	const char *request_id; /* X-Request-ID that created the job, or NULL */
-	const char *message;    /* refusal text, or NULL */
-	int task;               /* global task id, -1 when not a task event */
-	int wait_status;        /* task_exit: raw wait status */
-	double cpu_seconds;     /* step_end: user+system CPU of the step */
-	int64_t time_ms;        /* wall clock, ms since the epoch */
-	int64_t step_start_ms;  /* when the step began: part of the id, so
+	const char *message;	/* refusal text, or NULL */
+	int task;		/* global task id, -1 when not a task event */
+	int wait_status;	/* task_exit: raw wait status */
+	double cpu_seconds;	/* step_end: user+system CPU of the step */
+	int64_t time_ms;	/* wall clock, ms since the epoch */
+	int64_t step_start_ms;	/* when the step began: part of the id, so
 				   ids stay unique when a site reuses job ids */
 };
 

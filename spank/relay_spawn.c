@@ -118,8 +118,7 @@ static int spawn(const char *relay, const char *mode, const char *dir,
 	return 0;
 }
 
-int relay_spawn(const char *relay, const char *job_dir, int ctl_fd,
-		int lock_fd)
+int relay_spawn(const char *relay, const char *job_dir, int ctl_fd, int lock_fd)
 {
 	return spawn(relay, "--job-dir", job_dir, ctl_fd, lock_fd);
 }

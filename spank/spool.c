@@ -89,11 +89,9 @@ void spool_job_close(struct spool_job *sj)
 	sj->dir_fd = sj->seq_fd = -1;
 }
 
-int spool_lock(struct spool_job *sj, const char *which, bool wait,
-	       int *lock_fd)
+int spool_lock(struct spool_job *sj, const char *which, bool wait, int *lock_fd)
 {
-	int fd = openat(sj->dir_fd, which, O_RDWR | O_CREAT | O_CLOEXEC,
-			0600);
+	int fd = openat(sj->dir_fd, which, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 
 	if (fd < 0)
 		return -errno;
@@ -264,8 +262,9 @@ int spool_event_append_n(struct spool_job *sj, const char *const *jsons,
 		snprintf(buf, sizeof(buf), "%020lu\n", seq);
 		if (pwrite(sj->seq_fd, buf, strlen(buf), 0) !=
 		    (ssize_t)strlen(buf))
-			log_err("spool: cannot save the event counter in %s: %m",
-				sj->dir);
+			log_err(
+			    "spool: cannot save the event counter in %s: %m",
+			    sj->dir);
 	}
 out_unlock:
 	flock(sj->seq_fd, LOCK_UN);

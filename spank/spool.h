@@ -63,8 +63,7 @@ int spool_event_done(struct spool_job *sj, const char *name);
 int spool_event_dead(struct spool_job *sj, const char *name);
 
 /* Small files in the job dir: atomic write, bounded read. */
-int spool_write_file(struct spool_job *sj, const char *name,
-		     const char *text);
+int spool_write_file(struct spool_job *sj, const char *name, const char *text);
 int spool_read_file(struct spool_job *sj, const char *name, char *buf,
 		    size_t len);
 bool spool_has_file(struct spool_job *sj, const char *name);

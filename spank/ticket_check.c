@@ -44,8 +44,8 @@ int ticket_check_parse(const char *line, struct ticket_check *tc)
 			 (int)strcspn(line + 4, "\n"), line + 4);
 		return 0;
 	}
-	if (sscanf(line, "ok %63s %31s %63s %31s %lld", tc->t.user,
-		   tc->t.tier, tc->t.job_id, site, &exp) != 5) {
+	if (sscanf(line, "ok %63s %31s %63s %31s %lld", tc->t.user, tc->t.tier,
+		   tc->t.job_id, site, &exp) != 5) {
 		snprintf(tc->error, sizeof(tc->error),
 			 "ticket verifier gave no verdict");
 		return -EINVAL;

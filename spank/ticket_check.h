@@ -20,8 +20,8 @@
 struct jwt_key;
 
 struct ticket_check {
-	bool present;    /* the job carries a ticket */
-	bool valid;      /* signature and every claim checked */
+	bool present;	 /* the job carries a ticket */
+	bool valid;	 /* signature and every claim checked */
 	struct ticket t; /* when valid */
 	char error[160]; /* why it is not valid */
 };

@@ -858,13 +858,13 @@ int tg_build_request(const struct tg_cmdline *cl, const char *script,
 		req->method = cl->cred_delete ? "DELETE" : "GET";
 		if (cl->cred_token) {
 			/* "-": main read stdin into `script` */
-			json_t *b = json_pack(
-			    "{s:s%}", "token",
-			    strcmp(cl->cred_token, "-") ? cl->cred_token
-							: (script ? script : ""),
-			    strcmp(cl->cred_token, "-")
-				? strlen(cl->cred_token)
-				: (script ? script_len : 0));
+			json_t *b = json_pack("{s:s%}", "token",
+					      strcmp(cl->cred_token, "-")
+						  ? cl->cred_token
+						  : (script ? script : ""),
+					      strcmp(cl->cred_token, "-")
+						  ? strlen(cl->cred_token)
+						  : (script ? script_len : 0));
 
 			req->method = "PUT";
 			req->body = b ? json_dumps(b, JSON_COMPACT) : NULL;
@@ -1115,9 +1115,10 @@ int tg_print_job(FILE *out, const json_t *job, const struct tg_fmt *f)
 	else
 		fprintf(out, "error:      -\n");
 	if (json_is_object(json_object_get(job, "waiting")))
-		fprintf(out, "waiting:    %s (the site says: %s)\n",
-			str_or(json_object_get(job, "waiting"), "code", "?"),
-			str_or(json_object_get(job, "waiting"), "message", "?"));
+		fprintf(
+		    out, "waiting:    %s (the site says: %s)\n",
+		    str_or(json_object_get(job, "waiting"), "code", "?"),
+		    str_or(json_object_get(job, "waiting"), "message", "?"));
 	if (json_is_object(usage))
 		fprintf(
 		    out, "usage:      %s cpu-seconds at rate %s = charge %s\n",
@@ -1267,8 +1268,8 @@ static void join_strings(const json_t *a, char *buf, size_t len)
 
 int tg_print_sites(FILE *out, const json_t *answer, const struct tg_fmt *f)
 {
-	static const char *const hdr[] = {"NAME",	"AUTH",	   "STATE",
-					  "BREAKER", "TIERS",	   "LAST_OK",
+	static const char *const hdr[] = {"NAME",      "AUTH",	"STATE",
+					  "BREAKER",   "TIERS", "LAST_OK",
 					  "LAST_ERROR"};
 	struct table t = {.ncols = 7};
 	const json_t *sites = answer_array(answer, "sites"), *s;

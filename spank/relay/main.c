@@ -12,11 +12,11 @@
  *
  * The plugin starts it for a batch step; the task then passes the job's
  * output files, opened by the job's user, over the control socket (never
- * a path the relay opens with its own rights).  It sends the bytes as offset-addressed
- * chunks (docs/protocol.md), remembering in <stream>.acked what the gateway
- * holds, so a retry or a restart of either side neither loses nor repeats
- * bytes.  Memory is one chunk buffer whatever the job writes.  When the
- * plugin writes DIR/end (and signals SIGUSR1) it flushes to EOF, marks each
+ * a path the relay opens with its own rights).  It sends the bytes as
+ * offset-addressed chunks (docs/protocol.md), remembering in <stream>.acked
+ * what the gateway holds, so a retry or a restart of either side neither loses
+ * nor repeats bytes.  Memory is one chunk buffer whatever the job writes.  When
+ * the plugin writes DIR/end (and signals SIGUSR1) it flushes to EOF, marks each
  * stream complete, delivers the remaining events and removes DIR.  If the
  * gateway is away it keeps trying with backoff for --linger seconds, then
  * leaves DIR for a later relay (--drain).
@@ -106,7 +106,7 @@ static const char *meta_get(const char *meta, const char *key, char *out,
 static int load_meta(struct relay *r)
 {
 	char meta[16384], gateway[512], auth[16], sock[4096], ticket[8200],
-		rid[128], job[16];
+	    rid[128], job[16];
 	struct deliver_cfg cfg = {0};
 	int rv;
 
@@ -125,9 +125,9 @@ static int load_meta(struct relay *r)
 	explicit_bzero(meta, sizeof(meta));
 	r->job_id = (uint32_t)strtoul(job, NULL, 10);
 	cfg.gateway = gateway;
-	cfg.auth = !strcmp(auth, "munge")  ? REPORT_AUTH_MUNGE :
-		   !strcmp(auth, "ticket") ? REPORT_AUTH_TICKET :
-					     REPORT_AUTH_NONE;
+	cfg.auth = !strcmp(auth, "munge")    ? REPORT_AUTH_MUNGE
+		   : !strcmp(auth, "ticket") ? REPORT_AUTH_TICKET
+					     : REPORT_AUTH_NONE;
 	cfg.munge_socket = sock[0] ? sock : NULL;
 	cfg.ticket = ticket[0] ? ticket : NULL;
 	cfg.request_id = rid[0] ? rid : NULL;
@@ -185,15 +185,16 @@ static void reopen_streams(struct relay *r)
 		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 		    st.st_dev != dev || st.st_ino != ino) {
-			log_warn("%s: stream %s: %s is gone or replaced; its unsent output is lost",
+			log_warn("%s: stream %s: %s is gone or replaced; its "
+				 "unsent output is lost",
 				 r->sj.dir, name, path);
 			if (fd >= 0)
 				close(fd);
 			continue;
 		}
 		r->streams[r->n_streams++] = (struct stream){
-			.name = strcmp(name, "stderr") ? "stdout" : "stderr",
-			.fd = fd};
+		    .name = strcmp(name, "stderr") ? "stdout" : "stderr",
+		    .fd = fd};
 	}
 }
 
@@ -220,7 +221,8 @@ static int pump_stream(struct relay *r, struct stream *s, bool final)
 				   r->buf, (size_t)n, false, SEND_TIMEOUT_MS,
 				   &next, err, sizeof(err));
 		if (rv == -ESPIPE) {
-			log_info("job %u %s: gateway holds %llu bytes, we had %llu acked; resuming there",
+			log_info("job %u %s: gateway holds %llu bytes, we had "
+				 "%llu acked; resuming there",
 				 r->job_id, s->name, (unsigned long long)next,
 				 (unsigned long long)s->acked);
 			s->acked = next;
@@ -229,7 +231,8 @@ static int pump_stream(struct relay *r, struct stream *s, bool final)
 		}
 		if (rv) {
 			if (rv == -EBADMSG)
-				log_err("job %u %s @%llu: gateway refused the chunk, kept for a later try: %s",
+				log_err("job %u %s @%llu: gateway refused the "
+					"chunk, kept for a later try: %s",
 					r->job_id, s->name,
 					(unsigned long long)s->acked, err);
 			else
@@ -268,8 +271,8 @@ static int pump_stream(struct relay *r, struct stream *s, bool final)
 	return 0;
 }
 
-static int send_event(struct spool_job *sj, const char *name,
-		      const char *json, void *arg)
+static int send_event(struct spool_job *sj, const char *name, const char *json,
+		      void *arg)
 {
 	struct relay *r = arg;
 	char err[320];
@@ -296,7 +299,8 @@ static int pump(struct relay *r, bool final)
 	int rv = 0, i;
 
 	for (i = 0; i < r->n_streams; i++) {
-		/* any failure keeps the bytes for a later try, never drops them */
+		/* any failure keeps the bytes for a later try, never drops them
+		 */
 		if (pump_stream(r, &r->streams[i], final))
 			rv = -EAGAIN;
 	}
@@ -343,10 +347,10 @@ static int run_job(const char *dir, int ctl_fd, int given_lock_fd,
 			spool_write_file(&r.sj, "stdio", desc);
 		if (fds[0] >= 0)
 			r.streams[r.n_streams++] =
-				(struct stream){.name = "stdout", .fd = fds[0]};
+			    (struct stream){.name = "stdout", .fd = fds[0]};
 		if (fds[1] >= 0)
 			r.streams[r.n_streams++] =
-				(struct stream){.name = "stderr", .fd = fds[1]};
+			    (struct stream){.name = "stderr", .fd = fds[1]};
 	} else if (drain || spool_has_file(&r.sj, "stdio")) {
 		reopen_streams(&r);
 	}
@@ -394,13 +398,14 @@ static int run_job(const char *dir, int ctl_fd, int given_lock_fd,
 		}
 		if (done_when_empty &&
 		    mono_ms() - end_seen > r.linger_s * 1000) {
-			log_warn("relay for job %u: gateway unreachable for %lds; leaving %s for a later drain",
+			log_warn("relay for job %u: gateway unreachable for "
+				 "%lds; leaving %s for a later drain",
 				 r.job_id, r.linger_s, dir);
 			break;
 		}
 		if (rv) {
-			r.backoff_ms = r.backoff_ms ? r.backoff_ms * 2 :
-						      BACKOFF_MIN_MS;
+			r.backoff_ms =
+			    r.backoff_ms ? r.backoff_ms * 2 : BACKOFF_MIN_MS;
 			if (r.backoff_ms > BACKOFF_MAX_MS)
 				r.backoff_ms = BACKOFF_MAX_MS;
 			wait_ms = r.backoff_ms;
@@ -415,9 +420,11 @@ static int run_job(const char *dir, int ctl_fd, int given_lock_fd,
 				r.backoff_ms = 0; /* the plugin says: now */
 			}
 		if (stop) {
-			/* node shutdown: one last try; the spool keeps the rest */
+			/* node shutdown: one last try; the spool keeps the rest
+			 */
 			pump(&r, spool_has_file(&r.sj, "end"));
-			log_info("relay for job %u: stopped by SIGTERM", r.job_id);
+			log_info("relay for job %u: stopped by SIGTERM",
+				 r.job_id);
 			break;
 		}
 	}
@@ -605,7 +612,8 @@ static int run_node(const char *spool, long idle_s)
 
 			if (de->d_name[0] == '.')
 				continue;
-			snprintf(path, sizeof(path), "%s/%s", spool, de->d_name);
+			snprintf(path, sizeof(path), "%s/%s", spool,
+				 de->d_name);
 			if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
 				pending += deliver_dir_events(path);
 		}
@@ -613,7 +621,8 @@ static int run_node(const char *spool, long idle_s)
 			closedir(d);
 		if (pending) {
 			idle_since = mono_ms();
-			backoff_ms = backoff_ms ? backoff_ms * 2 : BACKOFF_MIN_MS;
+			backoff_ms =
+			    backoff_ms ? backoff_ms * 2 : BACKOFF_MIN_MS;
 			if (backoff_ms > BACKOFF_MAX_MS)
 				backoff_ms = BACKOFF_MAX_MS;
 			wait_ms = backoff_ms;
@@ -663,7 +672,8 @@ static int check_ticket(const char *key_path)
 	ssize_t n;
 
 	while (got < sizeof(token) - 1 &&
-	       (n = read(STDIN_FILENO, token + got, sizeof(token) - 1 - got)) > 0)
+	       (n = read(STDIN_FILENO, token + got, sizeof(token) - 1 - got)) >
+		   0)
 		got += (size_t)n;
 	token[got] = '\0';
 	token[strcspn(token, "\r\n")] = '\0';
@@ -680,28 +690,27 @@ static int check_ticket(const char *key_path)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: tiergate-relay --job-dir DIR [--control-fd=N]\n"
-		"                      [--linger=SECONDS] [--poll-ms=MS]\n"
-		"       tiergate-relay --drain SPOOL [--linger=SECONDS]\n"
-		"       tiergate-relay --node SPOOL [--idle-exit=SECONDS]\n"
-		"       tiergate-relay --check-ticket KEYFILE < TICKET\n");
+	fprintf(f, "usage: tiergate-relay --job-dir DIR [--control-fd=N]\n"
+		   "                      [--linger=SECONDS] [--poll-ms=MS]\n"
+		   "       tiergate-relay --drain SPOOL [--linger=SECONDS]\n"
+		   "       tiergate-relay --node SPOOL [--idle-exit=SECONDS]\n"
+		   "       tiergate-relay --check-ticket KEYFILE < TICKET\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"job-dir", required_argument, NULL, 'j'},
-		{"control-fd", required_argument, NULL, 'c'},
-		{"lock-fd", required_argument, NULL, 'L'},
-		{"linger", required_argument, NULL, 'l'},
-		{"poll-ms", required_argument, NULL, 'p'},
-		{"drain", required_argument, NULL, 'd'},
-		{"check-ticket", required_argument, NULL, 't'},
-		{"node", required_argument, NULL, 'n'},
-		{"idle-exit", required_argument, NULL, 'i'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"job-dir", required_argument, NULL, 'j'},
+	    {"control-fd", required_argument, NULL, 'c'},
+	    {"lock-fd", required_argument, NULL, 'L'},
+	    {"linger", required_argument, NULL, 'l'},
+	    {"poll-ms", required_argument, NULL, 'p'},
+	    {"drain", required_argument, NULL, 'd'},
+	    {"check-ticket", required_argument, NULL, 't'},
+	    {"node", required_argument, NULL, 'n'},
+	    {"idle-exit", required_argument, NULL, 'i'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *job_dir = NULL, *spool = NULL, *node_spool = NULL;
 	long idle_s = 60;
@@ -711,17 +720,38 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j': job_dir = optarg; break;
-		case 'c': ctl_fd = atoi(optarg); break;
-		case 'L': lock_fd = atoi(optarg); break;
-		case 'l': linger_s = atol(optarg); break;
-		case 'p': poll_ms = atol(optarg); break;
-		case 'd': spool = optarg; break;
-		case 't': return check_ticket(optarg);
-		case 'n': node_spool = optarg; break;
-		case 'i': idle_s = atol(optarg); break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'j':
+			job_dir = optarg;
+			break;
+		case 'c':
+			ctl_fd = atoi(optarg);
+			break;
+		case 'L':
+			lock_fd = atoi(optarg);
+			break;
+		case 'l':
+			linger_s = atol(optarg);
+			break;
+		case 'p':
+			poll_ms = atol(optarg);
+			break;
+		case 'd':
+			spool = optarg;
+			break;
+		case 't':
+			return check_ticket(optarg);
+		case 'n':
+			node_spool = optarg;
+			break;
+		case 'i':
+			idle_s = atol(optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (!!job_dir + !!spool + !!node_spool != 1) {

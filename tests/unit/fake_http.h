@@ -262,7 +262,7 @@ static FAKE_UNUSED void *fake_http_thread(void *arg)
 		if (cap < s->n_conns + 2) {
 			cap = s->n_conns + 64;
 			struct pollfd *grown =
-				realloc(pfds, cap * sizeof(*pfds));
+			    realloc(pfds, cap * sizeof(*pfds));
 
 			if (!grown)
 				abort();

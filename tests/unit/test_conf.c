@@ -14,19 +14,18 @@
 
 #include "conf.h"
 
-static const char good[] =
-	"# top\n"
-	"listen = 127.0.0.1:8480\n"
-	"\n"
-	"[gateway]\n"
-	"workers = 4   # trailing comment\n"
-	"debug = yes\n"
-	"name = \" padded \"\n"
-	"[site alpha]\n"
-	"url = http://127.0.0.1:6820/#frag\n"
-	"max_body = 64M\n"
-	"rate = 2.5\n"
-	"[site beta]\n";
+static const char good[] = "# top\n"
+			   "listen = 127.0.0.1:8480\n"
+			   "\n"
+			   "[gateway]\n"
+			   "workers = 4   # trailing comment\n"
+			   "debug = yes\n"
+			   "name = \" padded \"\n"
+			   "[site alpha]\n"
+			   "url = http://127.0.0.1:6820/#frag\n"
+			   "max_body = 64M\n"
+			   "rate = 2.5\n"
+			   "[site beta]\n";
 
 static void test_parse_and_get(void **state)
 {
@@ -39,18 +38,17 @@ static void test_parse_and_get(void **state)
 	uint64_t sz;
 
 	(void)state;
-	assert_int_equal(conf_parse_string("t.conf", good, &c, err, sizeof(err)),
-			 0);
-	assert_int_equal(conf_get_str(c, "", "", "listen", &s, err, sizeof(err)),
-			 0);
+	assert_int_equal(
+	    conf_parse_string("t.conf", good, &c, err, sizeof(err)), 0);
+	assert_int_equal(
+	    conf_get_str(c, "", "", "listen", &s, err, sizeof(err)), 0);
 	assert_string_equal(s, "127.0.0.1:8480");
 	assert_int_equal(conf_get_int(c, "gateway", NULL, "workers", 1, 64, &n,
 				      err, sizeof(err)),
 			 0);
 	assert_int_equal(n, 4);
-	assert_int_equal(conf_get_bool(c, "gateway", "", "debug", &b, err,
-				       sizeof(err)),
-			 0);
+	assert_int_equal(
+	    conf_get_bool(c, "gateway", "", "debug", &b, err, sizeof(err)), 0);
 	assert_true(b);
 	conf_get_str(c, "gateway", "", "name", &s, err, sizeof(err));
 	assert_string_equal(s, " padded ");
@@ -82,9 +80,8 @@ static void expect_parse_error(const char *text, const char *msg)
 	struct conf *c = NULL;
 	char err[256] = "";
 
-	assert_int_equal(conf_parse_string("bad.conf", text, &c, err,
-					   sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+	    conf_parse_string("bad.conf", text, &c, err, sizeof(err)), -EINVAL);
 	assert_null(c);
 	if (!strstr(err, msg))
 		fail_msg("error '%s' lacks '%s'", err, msg);
@@ -95,7 +92,8 @@ static void test_parse_errors_name_file_and_line(void **state)
 	(void)state;
 	expect_parse_error("a = 1\nno equals here\n", "bad.conf:2: expected");
 	expect_parse_error("[gateway\n", "bad.conf:1: malformed section");
-	expect_parse_error("a = 1\na = 2\n", "bad.conf:2: key 'a' repeats line 1");
+	expect_parse_error("a = 1\na = 2\n",
+			   "bad.conf:2: key 'a' repeats line 1");
 	expect_parse_error("[x]\n[x]\n", "bad.conf:2: section [x] repeats");
 	expect_parse_error("k y = 1\n", "bad.conf:1: key 'k y' has a bad");
 	expect_parse_error("k = \"open\n", "bad.conf:1: key 'k': unterminated");
@@ -116,13 +114,13 @@ static void test_typed_errors(void **state)
 					   "s = 12Q\n[s t]\nleft = 1\n",
 					   &c, err, sizeof(err)),
 			 0);
-	assert_int_equal(conf_get_int(c, "", "", "n", 0, 100, &n, err,
-				      sizeof(err)),
-			 -EINVAL);
-	assert_string_equal(err, "x.conf:1: key 'n': '12abc' is not an integer");
-	assert_int_equal(conf_get_int(c, "", "", "m", 0, 10, &n, err,
-				      sizeof(err)),
-			 -ERANGE);
+	assert_int_equal(
+	    conf_get_int(c, "", "", "n", 0, 100, &n, err, sizeof(err)),
+	    -EINVAL);
+	assert_string_equal(err,
+			    "x.conf:1: key 'n': '12abc' is not an integer");
+	assert_int_equal(
+	    conf_get_int(c, "", "", "m", 0, 10, &n, err, sizeof(err)), -ERANGE);
 	assert_string_equal(err, "x.conf:2: key 'm': 99 is outside 0..10");
 	assert_int_equal(conf_get_bool(c, "", "", "b", &b, err, sizeof(err)),
 			 -EINVAL);
@@ -143,9 +141,9 @@ static void test_file_errors(void **state)
 	int fd;
 
 	(void)state;
-	assert_int_equal(conf_parse_file("/nonexistent/t.conf", &c, err,
-					 sizeof(err)),
-			 -ENOENT);
+	assert_int_equal(
+	    conf_parse_file("/nonexistent/t.conf", &c, err, sizeof(err)),
+	    -ENOENT);
 	assert_non_null(strstr(err, "/nonexistent/t.conf: cannot open"));
 	assert_int_equal(conf_parse_file("/tmp", &c, err, sizeof(err)),
 			 -EINVAL);
@@ -170,10 +168,10 @@ static void test_file_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_and_get),
-		cmocka_unit_test(test_parse_errors_name_file_and_line),
-		cmocka_unit_test(test_typed_errors),
-		cmocka_unit_test(test_file_errors),
+	    cmocka_unit_test(test_parse_and_get),
+	    cmocka_unit_test(test_parse_errors_name_file_and_line),
+	    cmocka_unit_test(test_typed_errors),
+	    cmocka_unit_test(test_file_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

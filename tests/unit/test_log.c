@@ -137,8 +137,8 @@ static void test_redact_leaves_plain_text(void **state)
 	(void)state;
 	log_redact("job 42 on site alpha: state=RUNNING eyJ-not-a-jwt", out,
 		   sizeof(out));
-	assert_string_equal(out,
-			    "job 42 on site alpha: state=RUNNING eyJ-not-a-jwt");
+	assert_string_equal(
+	    out, "job 42 on site alpha: state=RUNNING eyJ-not-a-jwt");
 	/* truncation keeps a terminated string */
 	log_redact("0123456789", out, 5);
 	assert_string_equal(out, "0123");
@@ -148,10 +148,12 @@ static void test_redact_leaves_plain_text(void **state)
 static void test_control_characters_escaped(void **state)
 {
 	(void)state;
-	log_info("http GET %s 404", "/v1/jobs/a\n2026-01-01T00:00:00Z x: ok\r\x7f\t");
+	log_info("http GET %s 404",
+		 "/v1/jobs/a\n2026-01-01T00:00:00Z x: ok\r\x7f\t");
 	assert_int_equal(n_lines, 1);
-	assert_string_equal(lines[0], "http GET /v1/jobs/a\\x0a2026-01-01T00:00:00Z "
-				      "x: ok\\x0d\\x7f\\x09 404");
+	assert_string_equal(lines[0],
+			    "http GET /v1/jobs/a\\x0a2026-01-01T00:00:00Z "
+			    "x: ok\\x0d\\x7f\\x09 404");
 	assert_null(strchr(lines[0], '\n'));
 }
 
@@ -214,23 +216,23 @@ static void test_prefix(void **state)
 	(void)state;
 	log_set_prefix("tiergate: remote: ");
 	log_err("task_init failed for job %d", 7);
-	assert_string_equal(lines[0], "tiergate: remote: task_init failed for job 7");
+	assert_string_equal(lines[0],
+			    "tiergate: remote: task_init failed for job 7");
 	log_set_prefix(NULL);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_debug_off_by_default, setup),
-		cmocka_unit_test_setup(test_debug_regex_selects_sites, setup),
-		cmocka_unit_test_setup(test_debug_bad_regex_refused, setup),
-		cmocka_unit_test_setup(test_debug_from_env, setup),
-		cmocka_unit_test_setup(test_token_never_reaches_a_log_line,
-				       setup),
-		cmocka_unit_test_setup(test_redact_leaves_plain_text, setup),
-		cmocka_unit_test_setup(test_prefix, setup),
-		cmocka_unit_test_setup(test_control_characters_escaped, setup),
-		cmocka_unit_test_setup(test_buffered_thread, setup),
+	    cmocka_unit_test_setup(test_debug_off_by_default, setup),
+	    cmocka_unit_test_setup(test_debug_regex_selects_sites, setup),
+	    cmocka_unit_test_setup(test_debug_bad_regex_refused, setup),
+	    cmocka_unit_test_setup(test_debug_from_env, setup),
+	    cmocka_unit_test_setup(test_token_never_reaches_a_log_line, setup),
+	    cmocka_unit_test_setup(test_redact_leaves_plain_text, setup),
+	    cmocka_unit_test_setup(test_prefix, setup),
+	    cmocka_unit_test_setup(test_control_characters_escaped, setup),
+	    cmocka_unit_test_setup(test_buffered_thread, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -276,9 +276,10 @@ static void same_both_ways(const char *what, enum site_op op, const char *tag,
 	site_slurmrestd_parse(op, 0, tag, 0, 200, body, len, "", &b);
 	if (a.err != b.err || a.n_jobs != b.n_jobs ||
 	    a.slurm_errno != b.slurm_errno || strcmp(a.message, b.message))
-		fail_msg("%s: jansson %s %zu jobs '%s', stream %s %zu jobs '%s'",
-			 what, site_err_name(a.err), a.n_jobs, a.message,
-			 site_err_name(b.err), b.n_jobs, b.message);
+		fail_msg(
+		    "%s: jansson %s %zu jobs '%s', stream %s %zu jobs '%s'",
+		    what, site_err_name(a.err), a.n_jobs, a.message,
+		    site_err_name(b.err), b.n_jobs, b.message);
 	for (i = 0; i < a.n_jobs; i++)
 		if (memcmp(&a.jobs[i], &b.jobs[i], sizeof(a.jobs[i])))
 			fail_msg("%s: job %zu (%u) differs", what, i,
@@ -300,10 +301,14 @@ static int stream_takes(const char *body)
 static void test_list_stream_matches_jansson(void **state)
 {
 	static const char *const list_samples[] = {
-	    "jobs.json",	"job-completed.json",
-	    "job-failed.json",	"job-cancelled.json",
-	    "job-running.json", "job-pending-or-running.json",
-	    "job-nonexistent.json", "jobs-expired-token.json",
+	    "jobs.json",
+	    "job-completed.json",
+	    "job-failed.json",
+	    "job-cancelled.json",
+	    "job-running.json",
+	    "job-pending-or-running.json",
+	    "job-nonexistent.json",
+	    "jobs-expired-token.json",
 	};
 	static const struct {
 		const char *body;
@@ -359,11 +364,12 @@ static void test_list_stream_matches_jansson(void **state)
 	   (JSON_REJECT_DUPLICATES); the stream reader takes the last value
 	   (slurmrestd's objects are dictionaries: it never sends any) */
 	{
-		const char *dup = "{\"jobs\":[{\"job_id\":\"7\",\"job_id\":8}]}";
+		const char *dup =
+		    "{\"jobs\":[{\"job_id\":\"7\",\"job_id\":8}]}";
 		struct site_result r = {0};
 
-		assert_int_equal(slurmrestd_list_read(dup, strlen(dup), NULL, &r),
-				 0);
+		assert_int_equal(
+		    slurmrestd_list_read(dup, strlen(dup), NULL, &r), 0);
 		assert_int_equal(r.n_jobs, 1);
 		assert_int_equal(r.jobs[0].job_id, 8);
 		site_result_clear(&r);
@@ -377,8 +383,9 @@ static void test_list_stream_matches_jansson(void **state)
 		same_both_ways(what, SITE_OP_FIND_BY_TAG, "j-1", odd[i].body,
 			       strlen(odd[i].body));
 		if (stream_takes(odd[i].body) != odd[i].taken)
-			fail_msg("%s: taken by the stream reader: %d, wanted %d",
-				 what, !odd[i].taken, odd[i].taken);
+			fail_msg(
+			    "%s: taken by the stream reader: %d, wanted %d",
+			    what, !odd[i].taken, odd[i].taken);
 	}
 	/* a big list: one recorded job, n times, with its id, tag and state
 	   changed, and a long reason */
@@ -387,9 +394,8 @@ static void test_list_stream_matches_jansson(void **state)
 		json_t *root = NULL, *jobs, *job, *copy;
 		char err[128];
 
-		assert_int_equal(json_parse_text(body, len, 0, &root, err,
-						 sizeof(err)),
-				 0);
+		assert_int_equal(
+		    json_parse_text(body, len, 0, &root, err, sizeof(err)), 0);
 		jobs = json_object_get(root, "jobs");
 		job = json_array_get(jobs, 0);
 		assert_non_null(job);
@@ -397,8 +403,9 @@ static void test_list_stream_matches_jansson(void **state)
 			char tag[32];
 
 			copy = json_deep_copy(job);
-			json_object_set_new(copy, "job_id",
-					    json_integer((json_int_t)(5000 + i)));
+			json_object_set_new(
+			    copy, "job_id",
+			    json_integer((json_int_t)(5000 + i)));
 			snprintf(tag, sizeof(tag), "tiergate:j-%zu", i % 700);
 			json_object_set_new(copy, "comment", json_string(tag));
 			json_object_set_new(
@@ -424,7 +431,8 @@ static void test_list_stream_matches_jansson(void **state)
 		char saved = *p;
 
 		*p = '\0';
-		same_both_ways("cut list", SITE_OP_LIST, NULL, big, strlen(big));
+		same_both_ways("cut list", SITE_OP_LIST, NULL, big,
+			       strlen(big));
 		*p = saved;
 	}
 	free(big);
@@ -453,14 +461,16 @@ static void test_synthetic_answers(void **state)
 	     "not allowed\"}",
 	     SITE_ERR_REJECTED, false,
 	     "tier premium: account \"x\" is not allowed; Invalid account or "
-	     "account/partition combination specified", false},
+	     "account/partition combination specified",
+	     false},
 	    {"access denied", SITE_OP_CANCEL, 0, 500,
 	     "{%s,\"errors\":[{\"description\":\"unable to kill JobId=5 "
 	     "with signal 9: Access\\/permission denied\","
 	     "\"error_number\":2002,\"error\":\"Access\\/permission "
 	     "denied\",\"source\":\"slurm_kill_job\"}]}",
 	     SITE_ERR_DENIED, false,
-	     "unable to kill JobId=5 with signal 9: Access/permission denied", false},
+	     "unable to kill JobId=5 with signal 9: Access/permission denied",
+	     false},
 	    {"controller down", SITE_OP_PING, 0, 200,
 	     "{%s,\"errors\":[],\"pings\":[{\"hostname\":\"vm\",\"ping\":"
 	     "\"DOWN\",\"status\":-1,\"mode\":\"primary\"}]}",
@@ -468,7 +478,8 @@ static void test_synthetic_answers(void **state)
 	    {"ping without pings", SITE_OP_PING, 0, 200, "{%s,\"errors\":[]}",
 	     SITE_ERR_PROTOCOL, false, NULL, false},
 	    {"get: empty jobs", SITE_OP_GET, 0, 200,
-	     "{%s,\"errors\":[],\"jobs\":[]}", SITE_ERR_NOT_FOUND, false, NULL, false},
+	     "{%s,\"errors\":[],\"jobs\":[]}", SITE_ERR_NOT_FOUND, false, NULL,
+	     false},
 	    {"get: not json", SITE_OP_GET, 0, 200, "<html>oops</html>",
 	     SITE_ERR_PROTOCOL, false, NULL, false},
 	    {"submit: 200 not json", SITE_OP_SUBMIT, 0, 200, "garbage",
@@ -479,12 +490,14 @@ static void test_synthetic_answers(void **state)
 	     "<html><body>Bad Gateway</body></html>\n", SITE_ERR_UNAVAILABLE,
 	     true,
 	     "HTTP 502 from slurmrestd: <html><body>Bad "
-	     "Gateway</body></html>", false},
+	     "Gateway</body></html>",
+	     false},
 	    {"list: 500 no errors", SITE_OP_LIST, 0, 500,
 	     "{%s,\"errors\":[],\"jobs\":[]}", SITE_ERR_UNAVAILABLE, false,
 	     "HTTP 500 from slurmrestd without errors", false},
 	    {"list: jobs not an array", SITE_OP_LIST, 0, 200,
-	     "{%s,\"errors\":[],\"jobs\":{}}", SITE_ERR_PROTOCOL, false, NULL, false},
+	     "{%s,\"errors\":[],\"jobs\":{}}", SITE_ERR_PROTOCOL, false, NULL,
+	     false},
 	    {"list: no readable job", SITE_OP_LIST, 0, 200,
 	     "{%s,\"errors\":[],\"jobs\":[{\"job_state\":\"RUNNING\"}]}",
 	     SITE_ERR_PROTOCOL, false, NULL, false},
@@ -1480,8 +1493,10 @@ static void test_big_answer_on_worker(void **state)
 	struct fx *f = *state;
 	struct worker_pool *pool = worker_pool_new(f->l, 1, "parse");
 	char *body = big_list(3000);
-	struct route big[] = {{.method = "GET", .path = "/slurm/v0.0.38/jobs",
-			       .status = 200, .body = body}};
+	struct route big[] = {{.method = "GET",
+			       .path = "/slurm/v0.0.38/jobs",
+			       .status = 200,
+			       .body = body}};
 	struct site_call call = {0};
 	struct done_rec d = {0};
 	struct gate g = {0};

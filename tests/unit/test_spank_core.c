@@ -36,10 +36,15 @@
 
 static void test_args_full(void **state)
 {
-	char *argv[] = {"tiers=/etc/t.conf", "ticket_key=/etc/k.pub",
-			"gateway=http://gw:8480", "spool=/var/spool/x",
-			"site=alpha", "relay=/usr/libexec/r",
-			"report_auth=ticket", "output=no", "debug=ctx_.*"};
+	char *argv[] = {"tiers=/etc/t.conf",
+			"ticket_key=/etc/k.pub",
+			"gateway=http://gw:8480",
+			"spool=/var/spool/x",
+			"site=alpha",
+			"relay=/usr/libexec/r",
+			"report_auth=ticket",
+			"output=no",
+			"debug=ctx_.*"};
 	struct plugin_args a;
 	char err[256];
 
@@ -91,7 +96,8 @@ static void test_args_errors_name_the_key(void **state)
 	(void)state;
 	expect_args_error(2, unknown, "unknown plugin argument 'ticket_kye'");
 	expect_args_error(2, repeat, "'tiers' repeats");
-	expect_args_error(1, relative, "'tiers': 'etc/t.conf' is not an absolute");
+	expect_args_error(1, relative,
+			  "'tiers': 'etc/t.conf' is not an absolute");
 	expect_args_error(2, noeq, "'verbose': expected key=value");
 	expect_args_error(2, output, "'output': bad value 'maybe'");
 	expect_args_error(2, auth, "'report_auth': bad value 'kerberos'");
@@ -101,12 +107,12 @@ static void test_args_errors_name_the_key(void **state)
 /* ---- tier decision -------------------------------------------------- */
 
 static const char tiers_text[] =
-	"default = basic\n"
-	"[tier basic]\ncpus = 1\nnice = 5\nrate = 1.0\n"
-	"[tier premium]\ncpus = 2\nnice = 0\ncpu_time = 3600\nrate = 3.0\n"
-	"[tier gold]\ncpus = 4\nrate = 9\n"
-	"[entitle]\nuser.alice = premium\ngroup.physics = premium\n"
-	"account.astro = gold\n";
+    "default = basic\n"
+    "[tier basic]\ncpus = 1\nnice = 5\nrate = 1.0\n"
+    "[tier premium]\ncpus = 2\nnice = 0\ncpu_time = 3600\nrate = 3.0\n"
+    "[tier gold]\ncpus = 4\nrate = 9\n"
+    "[entitle]\nuser.alice = premium\ngroup.physics = premium\n"
+    "account.astro = gold\n";
 
 static const char secret[] = "0123456789abcdef0123456789abcdef-test-only";
 
@@ -166,13 +172,13 @@ static int decide(struct dstate *s, const char *user, const char *req,
 	const char *groups[] = {user, "users"};
 	struct ticket_check tc;
 	struct tier_request r = {
-		.requested = req,
-		.ticket = &tc,
-		.user = user,
-		.groups = groups,
-		.n_groups = 2,
-		.account = account,
-		.now = time(NULL),
+	    .requested = req,
+	    .ticket = &tc,
+	    .user = user,
+	    .groups = groups,
+	    .n_groups = 2,
+	    .account = account,
+	    .now = time(NULL),
 	};
 
 	ticket_check_verify(s->key, ticket, r.now, &tc);
@@ -236,11 +242,11 @@ static void test_decide_loads_groups_lazily(void **state)
 	struct ticket_check tc = {0};
 	struct tier_decision d;
 	struct tier_request r = {
-		.ticket = &tc,
-		.user = "bob",
-		.load_groups = lazy_groups_cb,
-		.load_groups_arg = &lg,
-		.now = time(NULL),
+	    .ticket = &tc,
+	    .user = "bob",
+	    .load_groups = lazy_groups_cb,
+	    .load_groups_arg = &lg,
+	    .now = time(NULL),
 	};
 
 	/* no tier asked for, the default, a tier no group rule names: none */
@@ -310,7 +316,8 @@ static void test_decide_tickets(void **state)
 		char line[512];
 
 		ticket_check_verify(s->key, good, now, &a);
-		assert_int_equal(ticket_check_format(&a, line, sizeof(line)), 0);
+		assert_int_equal(ticket_check_format(&a, line, sizeof(line)),
+				 0);
 		assert_int_equal(ticket_check_parse(line, &b), 0);
 		assert_true(b.valid);
 		assert_string_equal(b.t.user, "bob");
@@ -324,8 +331,9 @@ static void test_decide_tickets(void **state)
 		assert_true(b.present);
 		assert_string_equal(b.error, a.error);
 	}
-	assert_int_equal(decide(s, "bob", "gold", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJib2IifQ.",
-				NULL, &d),
+	assert_int_equal(decide(s, "bob", "gold",
+				"eyJhbGciOiJub25lIn0.eyJzdWIiOiJib2IifQ.", NULL,
+				&d),
 			 -EPERM);
 	memset(huge, 'A', JWT_TOKEN_MAX + 99);
 	huge[JWT_TOKEN_MAX + 99] = '\0';
@@ -382,8 +390,8 @@ static void test_cpuset(void **state)
 static void test_hostlist(void **state)
 {
 	const char *list = "a1,b[01-03,7],c,d[9-10]x";
-	const char *want[] = {"a1", "b01", "b02", "b03", "b7", "c", "d9x",
-			      "d10x"};
+	const char *want[] = {"a1", "b01", "b02", "b03",
+			      "b7", "c",   "d9x", "d10x"};
 	char out[32];
 	unsigned i;
 
@@ -403,11 +411,13 @@ static void test_hostlist(void **state)
 
 static void test_cmdline(void **state)
 {
-	char *argv1[] = {"sbatch", "-N1", "-c", "2", "--cpu-tier", "basic",
-			 "job.sh", "-c", "9"};
+	char *argv1[] = {"sbatch", "-N1",    "-c", "2", "--cpu-tier",
+			 "basic",  "job.sh", "-c", "9"};
 	char *argv2[] = {"srun", "--cpus-per-task=3", "-A", "astro", "true"};
-	char *argv3[] = {"sbatch", "-c4", "--account=x", "--wrap", "srun -c 8 x"};
-	char *env[] = {"SBATCH_CPUS_PER_TASK=5", "SBATCH_ACCOUNT=envacct", NULL};
+	char *argv3[] = {"sbatch", "-c4", "--account=x", "--wrap",
+			 "srun -c 8 x"};
+	char *env[] = {"SBATCH_CPUS_PER_TASK=5", "SBATCH_ACCOUNT=envacct",
+		       NULL};
 	struct cmd_request r;
 
 	(void)state;
@@ -429,10 +439,17 @@ static void test_cmdline(void **state)
 static void test_event_json(void **state)
 {
 	struct tg_event ev = {
-		.kind = "task_exit", .site = "alpha", .job_id = 1001,
-		.step_id = EVENT_STEP_BATCH, .node = "a1", .user = "alice",
-		.tier = "premium", .task = 0, .wait_status = 3 << 8,
-		.time_ms = 1, .step_start_ms = 1795628285813,
+	    .kind = "task_exit",
+	    .site = "alpha",
+	    .job_id = 1001,
+	    .step_id = EVENT_STEP_BATCH,
+	    .node = "a1",
+	    .user = "alice",
+	    .tier = "premium",
+	    .task = 0,
+	    .wait_status = 3 << 8,
+	    .time_ms = 1,
+	    .step_start_ms = 1795628285813,
 	};
 	json_t *o;
 	char *s;
@@ -443,7 +460,8 @@ static void test_event_json(void **state)
 	assert_non_null(o);
 	assert_string_equal(json_string_value(json_object_get(o, "id")),
 			    "alpha/1001/batch/a1/task_exit/0@1795628285813");
-	assert_int_equal(json_integer_value(json_object_get(o, "exit_code")), 3);
+	assert_int_equal(json_integer_value(json_object_get(o, "exit_code")),
+			 3);
 	assert_null(json_object_get(o, "signal"));
 	json_decref(o);
 	free(s);
@@ -475,8 +493,8 @@ static char *jansson_event(const struct tg_event *ev)
 		snprintf(id, sizeof(id), "%s/%u/%s/%s/%s@%lld", ev->site,
 			 ev->job_id, step, ev->node, ev->kind,
 			 (long long)ev->step_start_ms);
-#define S(k, v)                                                           \
-	if (v)                                                            \
+#define S(k, v)                                                                \
+	if (v)                                                                 \
 	json_object_set_new(o, k, json_string(v))
 	json_object_set_new(o, "id", json_string(id));
 	S("kind", ev->kind);
@@ -502,8 +520,9 @@ static char *jansson_event(const struct tg_event *ev)
 			    o, "exit_code",
 			    json_integer(WEXITSTATUS(ev->wait_status)));
 		if (WIFSIGNALED(ev->wait_status))
-			json_object_set_new(o, "signal",
-					    json_integer(WTERMSIG(ev->wait_status)));
+			json_object_set_new(
+			    o, "signal",
+			    json_integer(WTERMSIG(ev->wait_status)));
 	}
 	if (!strcmp(ev->kind, "step_end"))
 		json_object_set_new(o, "cpu_seconds",
@@ -516,14 +535,22 @@ static char *jansson_event(const struct tg_event *ev)
 static void test_event_json_as_jansson(void **state)
 {
 	static const char *const strs[] = {
-		"plain", "", "q\"uo\\te/slash", "ctl\x01\x1f\b\f\n\r\t\x7f",
-		"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
-		"bad\xc3", "bad\xc0\xaf", "bad\xed\xa0\x80", "bad\xf4\x90\x80\x80",
-		"bad\xff", "bad\xe0\x80\x80",
+	    "plain",
+	    "",
+	    "q\"uo\\te/slash",
+	    "ctl\x01\x1f\b\f\n\r\t\x7f",
+	    "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+	    "bad\xc3",
+	    "bad\xc0\xaf",
+	    "bad\xed\xa0\x80",
+	    "bad\xf4\x90\x80\x80",
+	    "bad\xff",
+	    "bad\xe0\x80\x80",
 	};
-	static const double cpus[] = {0, 1, 0.25, 0.1, 1e-7, 12345.678,
+	static const double cpus[] = {0,    1,	      0.25,
+				      0.1,  1e-7,     12345.678,
 				      1e20, 3.5e-300, 123456789012345678.0,
-				      NAN, INFINITY};
+				      NAN,  INFINITY};
 	static const char *const kinds[] = {"step_start", "task_exit",
 					    "step_end", "tier_refused"};
 	size_t i, k, c;
@@ -533,20 +560,23 @@ static void test_event_json_as_jansson(void **state)
 		for (k = 0; k < 4; k++)
 			for (c = 0; c < sizeof(cpus) / sizeof(*cpus); c++) {
 				struct tg_event ev = {
-					.kind = kinds[k], .site = "alpha",
-					.job_id = 4000000000u,
-					.step_id = c & 1 ? 3 : EVENT_STEP_BATCH,
-					.node = c == 2 ? strs[i] : "a1",
-					.user = strs[i], .tier = "basic",
-					.tier_source = c & 2 ? NULL : "local",
-					.cores = "0-1", .gw_job = strs[i],
-					.request_id = c & 1 ? NULL : strs[i],
-					.message = strs[i],
-					.task = k == 1 ? (int)c : -1,
-					.wait_status = c & 1 ? 9 : 3 << 8,
-					.cpu_seconds = cpus[c],
-					.time_ms = 1795628288839,
-					.step_start_ms = -5,
+				    .kind = kinds[k],
+				    .site = "alpha",
+				    .job_id = 4000000000u,
+				    .step_id = c & 1 ? 3 : EVENT_STEP_BATCH,
+				    .node = c == 2 ? strs[i] : "a1",
+				    .user = strs[i],
+				    .tier = "basic",
+				    .tier_source = c & 2 ? NULL : "local",
+				    .cores = "0-1",
+				    .gw_job = strs[i],
+				    .request_id = c & 1 ? NULL : strs[i],
+				    .message = strs[i],
+				    .task = k == 1 ? (int)c : -1,
+				    .wait_status = c & 1 ? 9 : 3 << 8,
+				    .cpu_seconds = cpus[c],
+				    .time_ms = 1795628288839,
+				    .step_start_ms = -5,
 				};
 				char *mine = event_to_json(&ev);
 				char *want = jansson_event(&ev);
@@ -566,8 +596,8 @@ struct collect {
 	int stop_at;
 };
 
-static int collect_cb(struct spool_job *sj, const char *name,
-		      const char *json, void *arg)
+static int collect_cb(struct spool_job *sj, const char *name, const char *json,
+		      void *arg)
 {
 	struct collect *c = arg;
 
@@ -606,13 +636,13 @@ static void test_spool_counter(void **state)
 	assert_int_equal(write(fd, "{\"n\":8}", 7), 7);
 	close(fd);
 	assert_int_equal(spool_event_append(&sj, "{\"n\":9}"), 0);
-	assert_int_equal(spool_read_file(&sj, "events/0000000008.json", body,
-					 sizeof(body)),
-			 7);
+	assert_int_equal(
+	    spool_read_file(&sj, "events/0000000008.json", body, sizeof(body)),
+	    7);
 	assert_string_equal(body, "{\"n\":8}");
-	assert_int_equal(spool_read_file(&sj, "events/0000000009.json", body,
-					 sizeof(body)),
-			 7);
+	assert_int_equal(
+	    spool_read_file(&sj, "events/0000000009.json", body, sizeof(body)),
+	    7);
 	assert_string_equal(body, "{\"n\":9}");
 	assert_int_equal(spool_event_append(&sj, "{\"n\":10}"), 0);
 	assert_true(spool_has_file(&sj, "events/0000000010.json"));
@@ -686,8 +716,9 @@ static void test_spool_order_and_resume(void **state)
 		assert_int_equal(spool_lock(&sj, SPOOL_LOCK_RELAY, false, &a),
 				 0);
 		assert_int_equal(spool_job_open(root, "alpha", 7, &other), 0);
-		assert_int_equal(spool_lock(&other, SPOOL_LOCK_RELAY, false, &b),
-				 -EWOULDBLOCK);
+		assert_int_equal(
+		    spool_lock(&other, SPOOL_LOCK_RELAY, false, &b),
+		    -EWOULDBLOCK);
 		spool_job_close(&other);
 		spool_unlock(a);
 	}
@@ -700,22 +731,22 @@ static void test_spool_order_and_resume(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_args_full),
-		cmocka_unit_test(test_args_defaults),
-		cmocka_unit_test(test_args_errors_name_the_key),
-		cmocka_unit_test_setup_teardown(test_decide_local_policy,
-						decide_setup, decide_teardown),
-		cmocka_unit_test_setup_teardown(test_decide_loads_groups_lazily,
-						decide_setup, decide_teardown),
-		cmocka_unit_test_setup_teardown(test_decide_tickets,
-						decide_setup, decide_teardown),
-		cmocka_unit_test(test_cpuset),
-		cmocka_unit_test(test_hostlist),
-		cmocka_unit_test(test_cmdline),
-		cmocka_unit_test(test_event_json),
-		cmocka_unit_test(test_event_json_as_jansson),
-		cmocka_unit_test(test_spool_order_and_resume),
-		cmocka_unit_test(test_spool_counter),
+	    cmocka_unit_test(test_args_full),
+	    cmocka_unit_test(test_args_defaults),
+	    cmocka_unit_test(test_args_errors_name_the_key),
+	    cmocka_unit_test_setup_teardown(test_decide_local_policy,
+					    decide_setup, decide_teardown),
+	    cmocka_unit_test_setup_teardown(test_decide_loads_groups_lazily,
+					    decide_setup, decide_teardown),
+	    cmocka_unit_test_setup_teardown(test_decide_tickets, decide_setup,
+					    decide_teardown),
+	    cmocka_unit_test(test_cpuset),
+	    cmocka_unit_test(test_hostlist),
+	    cmocka_unit_test(test_cmdline),
+	    cmocka_unit_test(test_event_json),
+	    cmocka_unit_test(test_event_json_as_jansson),
+	    cmocka_unit_test(test_spool_order_and_resume),
+	    cmocka_unit_test(test_spool_counter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -598,15 +598,15 @@ static void test_events_and_usage(void **state)
 		waiter_init(&w);
 		waiter_init(&w2);
 		ev.id = "alpha/1001/0/a1/step_end";
-		assert_int_equal(store_event_insert(f->st, &w.req, &ev, &upd,
-						    STORE_F(CPU_SECONDS) |
-							STORE_F(CHARGE)),
-				 0);
+		assert_int_equal(
+		    store_event_insert(f->st, &w.req, &ev, &upd,
+				       STORE_F(CPU_SECONDS) | STORE_F(CHARGE)),
+		    0);
 		ev.id = "alpha/1001/1/a2/step_end";
-		assert_int_equal(store_event_insert(f->st, &w2.req, &ev, &upd,
-						    STORE_F(CPU_SECONDS) |
-							STORE_F(CHARGE)),
-				 0);
+		assert_int_equal(
+		    store_event_insert(f->st, &w2.req, &ev, &upd,
+				       STORE_F(CPU_SECONDS) | STORE_F(CHARGE)),
+		    0);
 		waiter_wait(f, &w);
 		waiter_wait(f, &w2);
 		assert_int_equal(w.req.rv, 0);
@@ -622,10 +622,10 @@ static void test_events_and_usage(void **state)
 		upd.charge = -15;
 		ev.id = "alpha/1001/2/a1/step_end";
 		waiter_init(&w);
-		assert_int_equal(store_event_insert(f->st, &w.req, &ev, &upd,
-						    STORE_F(CPU_SECONDS) |
-							STORE_F(CHARGE)),
-				 0);
+		assert_int_equal(
+		    store_event_insert(f->st, &w.req, &ev, &upd,
+				       STORE_F(CPU_SECONDS) | STORE_F(CHARGE)),
+		    0);
 		waiter_wait(f, &w);
 		store_req_reset(&w.req);
 		ev.id = "alpha/1001/batch/a1/step_end";
