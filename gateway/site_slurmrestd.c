@@ -260,32 +260,23 @@ static enum site_err classify(int slurm_errno)
 
 static int parse_job(const json_t *j, struct site_job *out)
 {
-	const char *comment;
-	int64_t id, raw_exit;
-	bool has_exit;
+	struct slurmrestd_job_fields f = {
+	    .state = str_or(j, "job_state", NULL),
+	    .reason = str_or(j, "state_reason", NULL),
+	    .comment = str_or(j, "comment", NULL),
+	    .user = str_or(j, "user_name", NULL),
+	    .nodes = str_or(j, "nodes", NULL),
+	    .submit = int_or(j, "submit_time", 0),
+	    .start = int_or(j, "start_time", 0),
+	    .end = int_or(j, "end_time", 0),
+	};
 
 	memset(out, 0, sizeof(*out));
-	if (!json_is_object(j) || json_get_int(j, "job_id", &id) != 0 ||
-	    id <= 0 || id > UINT32_MAX)
+	if (!json_is_object(j))
 		return -EINVAL;
-	out->job_id = (uint32_t)id;
-	has_exit = json_get_int(j, "exit_code", &raw_exit) == 0;
-	slurm_status_set(&out->status, str_or(j, "job_state", NULL),
-			 str_or(j, "state_reason", NULL), has_exit,
-			 has_exit ? raw_exit : 0);
-	comment = str_or(j, "comment", "");
-	if (strncmp(comment, SITE_TAG_COMMENT_PREFIX,
-		    strlen(SITE_TAG_COMMENT_PREFIX)) == 0 &&
-	    site_tag_valid(comment + strlen(SITE_TAG_COMMENT_PREFIX)))
-		snprintf(out->tag, sizeof(out->tag), "%s",
-			 comment + strlen(SITE_TAG_COMMENT_PREFIX));
-	snprintf(out->user, sizeof(out->user), "%s",
-		 str_or(j, "user_name", ""));
-	snprintf(out->nodes, sizeof(out->nodes), "%s", str_or(j, "nodes", ""));
-	out->submit_time = int_or(j, "submit_time", 0);
-	out->start_time = int_or(j, "start_time", 0);
-	out->end_time = int_or(j, "end_time", 0);
-	return 0;
+	f.has_id = json_get_int(j, "job_id", &f.id) == 0;
+	f.has_exit = json_get_int(j, "exit_code", &f.exit_code) == 0;
+	return slurmrestd_job_fill(&f, out);
 }
 
 /* The jobs array into r->jobs (only those matching tag, if given). */

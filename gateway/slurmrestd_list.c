@@ -163,18 +163,52 @@ static void set_str(struct reader *rd, const unsigned char *s, size_t len)
 	*has = true;
 }
 
-/* The end of one job object: into rd->jobs, as parse_job() would. */
+int slurmrestd_job_fill(const struct slurmrestd_job_fields *f,
+			struct site_job *out)
+{
+	const size_t plen = strlen(SITE_TAG_COMMENT_PREFIX);
+	const char *c = f->comment;
+
+	memset(out, 0, sizeof(*out));
+	if (!f->has_id || f->id <= 0 || f->id > UINT32_MAX)
+		return -EINVAL;
+	out->job_id = (uint32_t)f->id;
+	slurm_status_set(&out->status, f->state, f->reason, f->has_exit,
+			 f->has_exit ? f->exit_code : 0);
+	if (c && strncmp(c, SITE_TAG_COMMENT_PREFIX, plen) == 0 &&
+	    site_tag_valid(c + plen))
+		snprintf(out->tag, sizeof(out->tag), "%s", c + plen);
+	snprintf(out->user, sizeof(out->user), "%.*s",
+		 (int)sizeof(out->user) - 1, f->user ? f->user : "");
+	snprintf(out->nodes, sizeof(out->nodes), "%.*s",
+		 (int)sizeof(out->nodes) - 1, f->nodes ? f->nodes : "");
+	out->submit_time = f->submit;
+	out->start_time = f->start;
+	out->end_time = f->end;
+	return 0;
+}
+
+/* The end of one job object: into rd->jobs. */
 static void job_done(struct reader *rd)
 {
 	const struct cur_job *c = &rd->cur;
-	const size_t plen = strlen(SITE_TAG_COMMENT_PREFIX);
+	const struct slurmrestd_job_fields f = {
+	    .has_id = c->has_id,
+	    .has_exit = c->has_exit,
+	    .id = c->id,
+	    .exit_code = c->exit_code,
+	    .submit = c->submit,
+	    .start = c->start,
+	    .end = c->end,
+	    .state = c->has_state ? c->state : NULL,
+	    .reason = c->has_reason ? c->reason : NULL,
+	    .comment = c->has_comment ? c->comment : NULL,
+	    .user = c->has_user ? c->user : NULL,
+	    .nodes = c->has_nodes ? c->nodes : NULL,
+	};
 	struct site_job *sj;
 
 	rd->n_elems++;
-	if (!c->has_id || c->id <= 0 || c->id > UINT32_MAX) {
-		rd->n_bad++;
-		return;
-	}
 	if (rd->n_jobs == rd->cap) {
 		size_t cap = rd->cap ? rd->cap * 2 : 256;
 		struct site_job *j = realloc(rd->jobs, cap * sizeof(*j));
@@ -187,23 +221,10 @@ static void job_done(struct reader *rd)
 		rd->cap = cap;
 	}
 	sj = &rd->jobs[rd->n_jobs];
-	memset(sj, 0, sizeof(*sj));
-	sj->job_id = (uint32_t)c->id;
-	slurm_status_set(&sj->status, c->has_state ? c->state : NULL,
-			 c->has_reason ? c->reason : NULL, c->has_exit,
-			 c->has_exit ? c->exit_code : 0);
-	if (c->has_comment &&
-	    strncmp(c->comment, SITE_TAG_COMMENT_PREFIX, plen) == 0 &&
-	    site_tag_valid(c->comment + plen))
-		snprintf(sj->tag, sizeof(sj->tag), "%s", c->comment + plen);
-	/* cut as snprintf cuts them in parse_job() */
-	snprintf(sj->user, sizeof(sj->user), "%.*s", (int)sizeof(sj->user) - 1,
-		 c->has_user ? c->user : "");
-	snprintf(sj->nodes, sizeof(sj->nodes), "%.*s",
-		 (int)sizeof(sj->nodes) - 1, c->has_nodes ? c->nodes : "");
-	sj->submit_time = c->submit;
-	sj->start_time = c->start;
-	sj->end_time = c->end;
+	if (slurmrestd_job_fill(&f, sj) < 0) {
+		rd->n_bad++;
+		return;
+	}
 	if (rd->tag && strcmp(sj->tag, rd->tag) != 0)
 		return;
 	rd->n_jobs++;

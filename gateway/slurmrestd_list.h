@@ -20,9 +20,28 @@
 #ifndef TIERGATE_SLURMRESTD_LIST_H
 #define TIERGATE_SLURMRESTD_LIST_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "site.h"
+
+/*
+ * One job of a list as the answer gave it: a string NULL and has_* false
+ * when the key is absent or its value of another type.  Both readers (the
+ * stream here, jansson's tree in site_slurmrestd.c) fill one and hand it
+ * to slurmrestd_job_fill, so a job reads the same either way.
+ */
+struct slurmrestd_job_fields {
+	bool has_id, has_exit;
+	int64_t id, exit_code;
+	int64_t submit, start, end; /* 0 when absent */
+	const char *state, *reason, *comment, *user, *nodes;
+};
+
+/* Into out (cleared first); -EINVAL when the job has no usable job_id. */
+int slurmrestd_job_fill(const struct slurmrestd_job_fields *f,
+			struct site_job *out);
 
 /*
  * Read a 2xx list answer into r->jobs / r->n_jobs, keeping only jobs tagged
