@@ -861,13 +861,26 @@ static void watch_start(struct http_req *req)
 			 strerror(errno));
 }
 
+/* MHD's side of a suspension, and its count; nothing else. */
+static void suspend_in_mhd(struct http_req *req)
+{
+	MHD_suspend_connection(req->mc);
+	req->mhd_suspended = true;
+	req->srv->st.suspended++;
+}
+
+static void resume_in_mhd(struct http_req *req)
+{
+	req->mhd_suspended = false;
+	req->srv->st.suspended--;
+	MHD_resume_connection(req->mc);
+}
+
 static void mhd_suspend(struct http_req *req)
 {
 	if (req->mhd_suspended)
 		return;
-	MHD_suspend_connection(req->mc);
-	req->mhd_suspended = true;
-	req->srv->st.suspended++;
+	suspend_in_mhd(req);
 	watch_start(req);
 }
 
@@ -876,9 +889,7 @@ static void mhd_resume(struct http_req *req)
 	if (!req->mhd_suspended)
 		return;
 	watch_stop(req);
-	req->mhd_suspended = false;
-	req->srv->st.suspended--;
-	MHD_resume_connection(req->mc);
+	resume_in_mhd(req);
 	kick(req->srv);
 }
 
@@ -954,9 +965,7 @@ static bool budget_take(struct http_req *req)
 	srv->st.held++;
 	srv->st.held_total++;
 	dbg("req %s: held for a later turn (%u held)", req->id, srv->st.held);
-	MHD_suspend_connection(req->mc);
-	req->mhd_suspended = true;
-	srv->st.suspended++;
+	suspend_in_mhd(req);
 	loop_defer(srv->loop, &srv->release, held_release_cb, srv);
 	return false;
 }
@@ -973,9 +982,7 @@ static void held_release_cb(struct loop_defer *d, void *arg)
 		held_unlink(req);
 		req->released = true;
 		srv->budget_used++;
-		req->mhd_suspended = false;
-		srv->st.suspended--;
-		MHD_resume_connection(req->mc);
+		resume_in_mhd(req);
 	}
 	if (srv->held_head)
 		loop_defer(srv->loop, &srv->release, held_release_cb, srv);
@@ -2361,9 +2368,7 @@ void http_server_free(struct http_server *srv)
 	for (req = srv->reqs; req; req = req->next)
 		if (req->mhd_suspended) {
 			watch_stop(req);
-			req->mhd_suspended = false;
-			srv->st.suspended--;
-			MHD_resume_connection(req->mc);
+			resume_in_mhd(req);
 		}
 	loop_io_close(srv->eio);
 	srv->eio = NULL;
