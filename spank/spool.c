@@ -111,20 +111,13 @@ void spool_unlock(int lock_fd)
 		close(lock_fd); /* releases the flock */
 }
 
-int spool_write_file(struct spool_job *sj, const char *name, const char *text)
+/* Create tmp in the job dir with text in it; 0 or -errno. */
+static int write_new_file(struct spool_job *sj, const char *tmp,
+			  const char *text, size_t len)
 {
-	char tmp[256];
-	size_t len = strlen(text), off = 0;
+	size_t off = 0;
 	int fd, rv = 0;
 
-	/* the temporary file sits beside the target, so rename is atomic */
-	{
-		const char *slash = strrchr(name, '/');
-		int dlen = slash ? (int)(slash - name + 1) : 0;
-
-		snprintf(tmp, sizeof(tmp), "%.*s.%s.%d.tmp", dlen, name,
-			 name + dlen, (int)getpid());
-	}
 	fd = openat(sj->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 		    0600);
 	if (fd < 0)
@@ -141,6 +134,23 @@ int spool_write_file(struct spool_job *sj, const char *name, const char *text)
 		off += (size_t)n;
 	}
 	close(fd);
+	return rv;
+}
+
+int spool_write_file(struct spool_job *sj, const char *name, const char *text)
+{
+	char tmp[256];
+	int rv;
+
+	/* the temporary file sits beside the target, so rename is atomic */
+	{
+		const char *slash = strrchr(name, '/');
+		int dlen = slash ? (int)(slash - name + 1) : 0;
+
+		snprintf(tmp, sizeof(tmp), "%.*s.%s.%d.tmp", dlen, name,
+			 name + dlen, (int)getpid());
+	}
+	rv = write_new_file(sj, tmp, text, strlen(text));
 	if (!rv && renameat(sj->dir_fd, tmp, sj->dir_fd, name) < 0)
 		rv = -errno;
 	if (rv) {
@@ -193,26 +203,10 @@ static int append_locked(struct spool_job *sj, const char *json,
 			 unsigned long *seq)
 {
 	char tmp[64], name[64];
-	size_t len = strlen(json), off = 0;
-	int fd, rv = 0, tries;
+	int rv, tries;
 
 	snprintf(tmp, sizeof(tmp), "events/.new.%d.tmp", (int)getpid());
-	fd = openat(sj->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-		    0600);
-	if (fd < 0)
-		return -errno;
-	while (off < len) {
-		ssize_t n = write(fd, json + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rv = -errno;
-			break;
-		}
-		off += (size_t)n;
-	}
-	close(fd);
+	rv = write_new_file(sj, tmp, json, strlen(json));
 	/* never replace an event: a number already taken (the counter lost
 	 * by a crash between the rename and saving it) is skipped */
 	for (tries = 0; !rv; tries++) {
