@@ -784,14 +784,15 @@ static int split_token(const char *token, size_t len, const char *seg[3],
 	return 0;
 }
 
-int jwt_peek_claims(const char *token, json_t **claims_out, char *err,
-		    size_t errlen)
+/*
+ * A token present, not empty, at most JWT_TOKEN_MAX long (libjwt alloca()s
+ * the segments: cap the length before it looks), cut in its three parts.
+ */
+static int token_parts(const char *token, const char **seg, size_t *seglen,
+		       char *err, size_t errlen)
 {
-	const char *seg[3];
-	size_t seglen[3], len;
-	int rv;
+	size_t len;
 
-	*claims_out = NULL;
 	if (!token) {
 		set_err(err, errlen, "no token");
 		return -EINVAL;
@@ -802,7 +803,22 @@ int jwt_peek_claims(const char *token, json_t **claims_out, char *err,
 			JWT_TOKEN_MAX);
 		return -E2BIG;
 	}
-	rv = split_token(token, len, seg, seglen, err, errlen);
+	if (!len) {
+		set_err(err, errlen, "token is empty");
+		return -EINVAL;
+	}
+	return split_token(token, len, seg, seglen, err, errlen);
+}
+
+int jwt_peek_claims(const char *token, json_t **claims_out, char *err,
+		    size_t errlen)
+{
+	const char *seg[3];
+	size_t seglen[3];
+	int rv;
+
+	*claims_out = NULL;
+	rv = token_parts(token, seg, seglen, err, errlen);
 	if (rv)
 		return rv;
 	return decode_part(seg[1], seglen[1], "payload", JWT_PAYLOAD_DEPTH,
@@ -816,7 +832,7 @@ int jwt_verify_token(const struct jwt_key *key, const char *token,
 	static const struct jwt_expect defaults;
 	json_t *hdr = NULL, *claims = NULL;
 	const char *seg[3];
-	size_t seglen[3], len;
+	size_t seglen[3];
 	jwt_t *jwt = NULL;
 	int rv;
 
@@ -829,22 +845,7 @@ int jwt_verify_token(const struct jwt_key *key, const char *token,
 		set_err(err, errlen, "no verification key");
 		return -EINVAL;
 	}
-	if (!token) {
-		set_err(err, errlen, "no token");
-		return -EINVAL;
-	}
-	/* libjwt alloca()s the segments: cap the length before it looks */
-	len = strnlen(token, JWT_TOKEN_MAX + 1);
-	if (len > JWT_TOKEN_MAX) {
-		set_err(err, errlen, "token is longer than %d bytes",
-			JWT_TOKEN_MAX);
-		return -E2BIG;
-	}
-	if (!len) {
-		set_err(err, errlen, "token is empty");
-		return -EINVAL;
-	}
-	rv = split_token(token, len, seg, seglen, err, errlen);
+	rv = token_parts(token, seg, seglen, err, errlen);
 	if (rv)
 		return rv;
 	rv = decode_part(seg[0], seglen[0], "header", JWT_HEADER_DEPTH, &hdr,
