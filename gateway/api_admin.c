@@ -151,6 +151,7 @@ void api_metrics(struct http_req *req, void *arg)
 		"tiergate_jobs_adopted_total %llu\n"
 		"# TYPE tiergate_events_total counter\n"
 		"tiergate_events_total %llu\n"
+		"# TYPE tiergate_events_duplicate_total counter\n"
 		"tiergate_events_duplicate_total %llu\n"
 		"# TYPE tiergate_output_bytes_total counter\n"
 		"tiergate_output_bytes_total %llu\n",

@@ -21,12 +21,19 @@
  * at its site are asked to wait (503 job_not_ready). */
 #define NOT_READY_MAX_MS (10 * 60 * 1000u)
 
+/* Events in one POST at most (docs/protocol.md, "Batches"). */
+#define EVENTS_BATCH_MAX 256
+
 /* One node report in flight: auth, then the store. */
 struct node_op {
 	struct gw *gw;
 	struct http_req *req;
 	struct auth_munge_req *munge;
-	json_t *event; /* events */
+	json_t *events;	 /* events, in order (one event: an array of one) */
+	size_t next;	 /* the event being stored */
+	json_t *results; /* a batch's answers; NULL: one event, answered
+			  * with its own status as before batches */
+	bool by_ticket;	 /* authenticated by op->job_id's ticket */
 	char site[64];
 	uint64_t job_id;
 	char stream[96]; /* output: the stored stream's key */
@@ -40,16 +47,25 @@ struct node_op {
 	void (*authed)(struct node_op *op);
 };
 
-static void node_op_free(struct node_op *op)
+/* Forget the stored event (a batch goes on to the next). */
+static void event_clear(struct node_op *op)
 {
-	auth_munge_release(op->munge);
-	json_decref(op->event);
 	store_job_clear(&op->upd);
+	op->fields = 0;
 	free(op->ev.id);
 	free(op->ev.site);
 	free(op->ev.gw_job);
 	free(op->ev.kind);
 	free(op->ev.body);
+	memset(&op->ev, 0, sizeof(op->ev));
+}
+
+static void node_op_free(struct node_op *op)
+{
+	auth_munge_release(op->munge);
+	json_decref(op->events);
+	json_decref(op->results);
+	event_clear(op);
 	if (op->req)
 		http_req_unref(op->req);
 	free(op);
@@ -64,6 +80,8 @@ static void finish_error(struct node_op *op, unsigned status, const char *code,
 }
 
 static bool not_ready(struct node_op *op, const struct gw_job *j);
+static bool not_ready_msg(struct node_op *op, const struct gw_job *j, char *msg,
+			  size_t len);
 
 static void munge_checked(struct auth_munge_req *r, void *arg)
 {
@@ -123,6 +141,7 @@ static void node_auth(struct node_op *op)
 				 op->site, NULL, &id, err, sizeof(err));
 		explicit_bzero(tok, sizeof(tok));
 		if (rv == 0) {
+			op->by_ticket = true;
 			op->authed(op);
 			return;
 		}
@@ -162,44 +181,102 @@ static struct node_op *node_op_new(struct http_req *req, struct gw *gw)
  * in its spool and retries) instead of filing it under the Slurm id
  * alone, where the gateway job would never see it.  True when answered.
  */
-static bool not_ready(struct node_op *op, const struct gw_job *j)
+static bool not_ready_msg(struct node_op *op, const struct gw_job *j, char *msg,
+			  size_t len)
 {
 	struct gw_site *s = gw_site_find(op->gw, op->site);
-	char msg[160];
 
 	/* bounded: a submit stuck for long (a site down for hours, a user's
 	 * token gone) must not hold every unknown job's reports back */
 	if (j || !s || !s->awaiting_id ||
 	    loop_clock_ms() - s->awaiting_since_ms > NOT_READY_MAX_MS)
 		return false;
-	snprintf(msg, sizeof(msg),
+	snprintf(msg, len,
 		 "Slurm job %llu at %s is not known yet (%u submit%s "
 		 "awaiting the site's id): retry",
 		 (unsigned long long)op->job_id, op->site, s->awaiting_id,
 		 s->awaiting_id == 1 ? "" : "s");
 	dbg("node report: %s", msg);
+	return true;
+}
+
+static bool not_ready(struct node_op *op, const struct gw_job *j)
+{
+	char msg[160];
+
+	if (!not_ready_msg(op, j, msg, sizeof(msg)))
+		return false;
 	finish_error(op, 503, "job_not_ready", msg);
 	return true;
 }
 
-/* ---- events ---------------------------------------------------------- */
+/* ---- events ----------------------------------------------------------
+ *
+ * A POST carries one event (answered with that event's own status) or an
+ * array of them, a batch: stored one after the other, in order, answered
+ * 200 with a result per event handled.  The first event that must be
+ * retried (503) ends the batch; the node resends it and the ones after.
+ */
+
+static void event_next(struct node_op *op);
+
+static void events_answered(struct node_op *op)
+{
+	if (!http_req_destroyed(op->req))
+		http_reply_json(op->req, 200,
+				json_pack("{sO}", "results", op->results));
+	node_op_free(op);
+}
+
+/* The current event's result in a batch.  */
+static void event_result(struct node_op *op, unsigned status, const char *code,
+			 const char *msg, bool duplicate)
+{
+	const char *id = json_string_value(
+	    json_object_get(json_array_get(op->events, op->next), "id"));
+	json_t *r =
+	    json_pack("{sisb}", "status", (int)status, "duplicate", duplicate);
+
+	if (id)
+		json_object_set_new(r, "id", json_string(id));
+	if (code)
+		json_object_set_new(
+		    r, "error",
+		    json_pack("{ssss}", "code", code, "message", msg));
+	json_array_append_new(op->results, r);
+}
+
+/* The current event cannot be stored now: the node retries it. */
+static void event_failed(struct node_op *op, unsigned status, const char *code,
+			 const char *msg)
+{
+	if (!op->results) {
+		finish_error(op, status, code, msg);
+		return;
+	}
+	event_result(op, status, code, msg, false);
+	events_answered(op);
+}
 
 static void event_stored(struct store_req *r)
 {
 	struct node_op *op = r->arg;
 	struct gw_job *j;
+	bool duplicate = r->duplicate;
 	json_t *o;
 
 	if (r->rv) {
-		finish_error(op, store_error_unavailable(r->rv) ? 503 : 500,
-			     store_error_unavailable(r->rv)
-				 ? "storage_unavailable"
-				 : "internal",
-			     store_strerror(r->rv));
+		bool unavailable = store_error_unavailable(r->rv);
+		const char *why = store_strerror(r->rv);
+
+		store_req_reset(r);
+		event_failed(op, unavailable ? 503 : 500,
+			     unavailable ? "storage_unavailable" : "internal",
+			     why);
 		return;
 	}
 	op->gw->m.events_received++;
-	if (r->duplicate) {
+	if (duplicate) {
 		op->gw->m.events_duplicate++;
 	} else if (op->fields &&
 		   (j = jobs_find_slurm(op->gw->jobs, op->site,
@@ -207,78 +284,145 @@ static void event_stored(struct store_req *r)
 		   !strcmp(j->rec.id, op->upd.id)) {
 		job_apply_update(j, &op->upd, op->fields);
 	}
+	store_req_reset(r);
+	if (op->results) {
+		event_result(op, duplicate ? 200 : 201, NULL, NULL, duplicate);
+		if (http_req_destroyed(op->req)) {
+			node_op_free(op); /* the node resends the rest */
+			return;
+		}
+		op->next++;
+		event_next(op);
+		return;
+	}
 	o = json_object();
-	json_object_set_new(o, "duplicate", json_boolean(r->duplicate));
+	json_object_set_new(o, "duplicate", json_boolean(duplicate));
 	if (!http_req_destroyed(op->req))
-		http_reply_json(op->req, r->duplicate ? 200 : 201, o);
+		http_reply_json(op->req, duplicate ? 200 : 201, o);
 	else
 		json_decref(o);
-	store_req_reset(r);
 	node_op_free(op);
 }
 
-static void event_authed(struct node_op *op)
+/* What is wrong with an event of op's request, or NULL. */
+static const char *event_invalid(const struct node_op *op, const json_t *ev)
 {
-	struct gw_job *j =
-	    jobs_find_slurm(op->gw->jobs, op->site, (uint32_t)op->job_id);
-	const char *gw_job =
-	    json_string_value(json_object_get(op->event, "gw_job"));
+	const char *id = json_string_value(json_object_get(ev, "id"));
+	const char *site = json_string_value(json_object_get(ev, "site"));
+	json_int_t job = json_integer_value(json_object_get(ev, "job_id"));
+
+	if (!json_is_object(ev) || !id || !site || job <= 0 ||
+	    !json_string_value(json_object_get(ev, "kind")) || strlen(id) > 256)
+		return "an event needs id, kind, site and job_id";
+	if (strcmp(site, op->site))
+		return "a batch holds the events of one site";
+	if (op->by_ticket && (uint64_t)job != op->job_id)
+		return "a ticket covers the events of its own job only";
+	return NULL;
+}
+
+/* Store the current event, or answer when none is left. */
+static void event_next(struct node_op *op)
+{
+	const char *gw_job, *why;
+	struct gw_job *j;
+	json_t *ev;
+	char msg[160];
 	int rv;
 
-	if (not_ready(op, j))
+	for (; (ev = json_array_get(op->events, op->next)); op->next++) {
+		why = event_invalid(op, ev);
+		if (!why)
+			break;
+		/* never stored, whatever the node does: its dead/ keeps it */
+		event_result(op, 400, "bad_request", why, false);
+	}
+	if (!ev) {
+		events_answered(op);
 		return;
-	op->ev.id = strdup(json_string_value(json_object_get(op->event, "id")));
+	}
+	event_clear(op);
+	op->job_id =
+	    (uint64_t)json_integer_value(json_object_get(ev, "job_id"));
+	j = jobs_find_slurm(op->gw->jobs, op->site, (uint32_t)op->job_id);
+	if (not_ready_msg(op, j, msg, sizeof(msg))) {
+		event_failed(op, 503, "job_not_ready", msg);
+		return;
+	}
+	gw_job = json_string_value(json_object_get(ev, "gw_job"));
+	op->ev.id = strdup(json_string_value(json_object_get(ev, "id")));
 	op->ev.site = strdup(op->site);
 	op->ev.slurm_job_id = (int64_t)op->job_id;
 	op->ev.gw_job = gw_job ? strdup(gw_job) : j ? strdup(j->rec.id) : NULL;
-	op->ev.kind =
-	    strdup(json_string_value(json_object_get(op->event, "kind")));
-	op->ev.body = json_dumps(op->event, JSON_COMPACT | JSON_SORT_KEYS);
+	op->ev.kind = strdup(json_string_value(json_object_get(ev, "kind")));
+	op->ev.body = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
 	if (j) /* what it changes in the job, committed with it */
-		op->fields = job_event_update(j, op->event, &op->upd);
+		op->fields = job_event_update(j, ev, &op->upd);
 	op->sreq.cb = event_stored;
 	op->sreq.arg = op;
 	rv = store_event_insert(op->gw->store, &op->sreq, &op->ev,
 				op->fields ? &op->upd : NULL, op->fields);
 	if (rv)
-		finish_error(op, 503, "storage_unavailable",
+		event_failed(op, 503, "storage_unavailable",
 			     store_strerror(rv));
+}
+
+static void event_authed(struct node_op *op)
+{
+	event_next(op);
 }
 
 void api_node_event(struct http_req *req, void *arg)
 {
 	struct gw *gw = arg;
 	struct node_op *op;
-	json_t *ev;
-	const char *site, *id, *kind;
-	json_int_t job;
+	json_t *body, *first;
+	const char *site, *why;
+	size_t n;
 
-	if (http_req_body_json(req, &ev))
+	if (http_req_body_json(req, &body))
 		return;
-	site = json_string_value(json_object_get(ev, "site"));
-	id = json_string_value(json_object_get(ev, "id"));
-	kind = json_string_value(json_object_get(ev, "kind"));
-	job = json_integer_value(json_object_get(ev, "job_id"));
-	if (!site || !id || !kind || job <= 0 || strlen(id) > 256) {
-		json_decref(ev);
+	n = json_is_array(body) ? json_array_size(body) : 1;
+	first = json_is_array(body) ? json_array_get(body, 0) : body;
+	site = json_string_value(json_object_get(first, "site"));
+	if (n == 0 || n > EVENTS_BATCH_MAX) {
+		json_decref(body);
+		http_reply_error(req, 400, "bad_request",
+				 "a batch holds 1 to %d events",
+				 EVENTS_BATCH_MAX);
+		return;
+	}
+	if (!site) {
+		json_decref(body);
 		http_reply_error(req, 400, "bad_request",
 				 "an event needs id, kind, site and job_id");
 		return;
 	}
 	if (!gw_site_find(gw, site)) {
-		json_decref(ev);
 		http_reply_error(req, 404, "not_found", "no site '%.64s'",
 				 site);
+		json_decref(body);
 		return;
 	}
 	op = node_op_new(req, gw);
 	if (!op) {
-		json_decref(ev);
+		json_decref(body);
 		return;
 	}
-	op->event = ev;
 	snprintf(op->site, sizeof(op->site), "%s", site);
-	op->job_id = (uint64_t)job;
+	op->job_id =
+	    (uint64_t)json_integer_value(json_object_get(first, "job_id"));
+	if (json_is_array(body)) {
+		op->events = body;
+		op->results = json_array();
+	} else {
+		op->events = json_pack("[o]", body);
+		why = event_invalid(op, body);
+		if (why) {
+			finish_error(op, 400, "bad_request", why);
+			return;
+		}
+	}
 	op->authed = event_authed;
 	node_auth(op);
 }
