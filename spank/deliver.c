@@ -14,7 +14,8 @@
 #include "digest.h"
 #include "log.h"
 
-#define REPLY_MAX 4096
+/* a batch's answer: DELIVER_EVENTS_MAX results, each under 600 bytes */
+#define REPLY_MAX (64 * 1024)
 
 struct deliverer {
 	CURL *curl;
@@ -23,7 +24,7 @@ struct deliverer {
 	char *munge_socket;
 	char *ticket;
 	char *request_id;
-	char reply[REPLY_MAX];
+	char *reply; /* REPLY_MAX bytes */
 	size_t reply_len;
 };
 
@@ -53,7 +54,8 @@ struct deliverer *deliverer_new(const struct deliver_cfg *cfg)
 	d->munge_socket = dup_or_null(cfg->munge_socket);
 	d->ticket = dup_or_null(cfg->ticket);
 	d->request_id = dup_or_null(cfg->request_id);
-	if (!d->curl || !d->gateway) {
+	d->reply = malloc(REPLY_MAX);
+	if (!d->curl || !d->gateway || !d->reply) {
 		deliverer_free(d);
 		return NULL;
 	}
@@ -72,7 +74,34 @@ void deliverer_free(struct deliverer *d)
 		explicit_bzero(d->ticket, strlen(d->ticket));
 	free(d->ticket);
 	free(d->request_id);
+	free(d->reply);
 	free(d);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+bool deliverer_can_share(const struct deliverer *d)
+{
+	return d->auth == REPORT_AUTH_MUNGE || d->auth == REPORT_AUTH_NONE;
+}
+
+bool deliverer_same_route(const struct deliverer *a, const struct deliverer *b)
+{
+	return deliverer_can_share(a) && a->auth == b->auth &&
+	       !strcmp(a->gateway, b->gateway) &&
+	       same_str(a->munge_socket, b->munge_socket);
+}
+
+struct deliverer *deliverer_shared(const struct deliverer *d)
+{
+	struct deliver_cfg cfg = {.gateway = d->gateway,
+				  .auth = d->auth,
+				  .munge_socket = d->munge_socket};
+
+	return deliverer_can_share(d) ? deliverer_new(&cfg) : NULL;
 }
 
 static size_t on_reply(char *p, size_t size, size_t n, void *arg)
@@ -217,13 +246,83 @@ static int classify(long status, const char *what, const char *reply, char *err,
 	return -EBADMSG;
 }
 
-int deliver_event(struct deliverer *d, const char *json, long timeout_ms,
-		  char *err, size_t errlen)
+/* One event's fate from its entry in a batch's answer. */
+static int event_result(const json_t *r)
 {
-	long status = post(d, "/v1/events", "application/json", json,
-			   strlen(json), timeout_ms, err, errlen);
+	json_int_t status = json_integer_value(json_object_get(r, "status"));
+	const char *code = json_string_value(
+	    json_object_get(json_object_get(r, "error"), "code"));
 
-	return classify(status, "event", d->reply, err, errlen);
+	if (status >= 200 && status < 300)
+		return 0;
+	if (status == 503 && code && !strcmp(code, "job_not_ready"))
+		return -EINPROGRESS;
+	if (status >= 500 || status == 429 || status == 408 || status < 100)
+		return -EAGAIN;
+	return -EBADMSG;
+}
+
+int deliver_events(struct deliverer *d, const char *const *jsons, size_t n,
+		   int *results, long timeout_ms, char *err, size_t errlen)
+{
+	size_t i, len = 2, o = 0, got;
+	json_t *reply, *rs;
+	char *body;
+	long status;
+	int rv;
+
+	for (i = 0; i < n; i++)
+		len += strlen(jsons[i]) + 1;
+	body = malloc(len + 1);
+	if (!body) {
+		snprintf(err, errlen, "out of memory");
+		return -EAGAIN;
+	}
+	body[o++] = '[';
+	for (i = 0; i < n; i++) {
+		size_t l = strlen(jsons[i]);
+
+		if (i)
+			body[o++] = ',';
+		memcpy(body + o, jsons[i], l);
+		o += l;
+	}
+	body[o++] = ']';
+	body[o] = '\0';
+	status = post(d, "/v1/events", "application/json", body, o, timeout_ms,
+		      err, errlen);
+	free(body);
+	rv = classify(status, "events", d->reply, err, errlen);
+	if (rv)
+		return rv;
+	reply = json_loads(d->reply, 0, NULL);
+	rs = json_object_get(reply, "results");
+	if (!json_is_array(rs)) {
+		snprintf(err, errlen, "events: gateway answered %ld: %.200s",
+			 status, d->reply);
+		json_decref(reply);
+		return -EAGAIN; /* all of them again: they count once */
+	}
+	got = json_array_size(rs);
+	err[0] = '\0';
+	for (i = 0; i < n; i++) {
+		const json_t *e =
+		    json_object_get(json_array_get(rs, i), "error");
+		const char *code =
+		    json_string_value(json_object_get(e, "code"));
+		const char *msg =
+		    json_string_value(json_object_get(e, "message"));
+
+		/* past the results: not handled (the batch stopped), resend */
+		results[i] =
+		    i < got ? event_result(json_array_get(rs, i)) : -EAGAIN;
+		if (results[i] && !err[0])
+			snprintf(err, errlen, "event %zu of %zu: %s: %.200s",
+				 i + 1, n, code ? code : "not handled",
+				 msg ? msg : "resent later");
+	}
+	json_decref(reply);
+	return 0;
 }
 
 static uint64_t reply_next_offset(const char *reply)

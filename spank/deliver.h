@@ -36,9 +36,28 @@ struct deliverer;
 /* Copies cfg; NULL on ENOMEM. */
 struct deliverer *deliverer_new(const struct deliver_cfg *cfg);
 void deliverer_free(struct deliverer *d);
+/*
+ * Reports of several jobs may share a request when they go to one gateway
+ * with one MUNGE realm (or no auth); a ticket speaks for its own job only.
+ */
+bool deliverer_can_share(const struct deliverer *d);
+bool deliverer_same_route(const struct deliverer *a, const struct deliverer *b);
+/* A deliverer for d's route with no job's ticket or request id. */
+struct deliverer *deliverer_shared(const struct deliverer *d);
 
-int deliver_event(struct deliverer *d, const char *json, long timeout_ms,
-		  char *err, size_t errlen);
+/* Events in one POST at most (the gateway takes up to 256, and bodies
+ * up to its max_body, 1 MiB by default; an event is at most 64 KiB) */
+#define DELIVER_EVENTS_MAX 64
+#define DELIVER_EVENTS_BYTES (256 * 1024)
+
+/*
+ * POST n (1..DELIVER_EVENTS_MAX) events, JSON objects, as one batch.  The
+ * result of the request as above; when it is 0 the gateway answered each
+ * event, in order, and results[i] says what became of event i: 0 stored,
+ * -EBADMSG refused for good, else retry it and the ones after it.
+ */
+int deliver_events(struct deliverer *d, const char *const *jsons, size_t n,
+		   int *results, long timeout_ms, char *err, size_t errlen);
 int deliver_chunk(struct deliverer *d, const char *site, uint32_t job_id,
 		  const char *stream, uint64_t offset, const void *data,
 		  size_t len, bool eof, long timeout_ms, uint64_t *next_offset,

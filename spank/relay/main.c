@@ -48,6 +48,8 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define SEND_TIMEOUT_MS 10000
+/* the node relay's pass after a kick waits this long for more steps' */
+#define COALESCE_MS 200
 #define RELAY_NICE 10
 
 struct stream {
@@ -271,26 +273,112 @@ static int pump_stream(struct relay *r, struct stream *s, bool final)
 	return 0;
 }
 
-static int send_event(struct spool_job *sj, const char *name, const char *json,
-		      void *arg)
-{
-	struct relay *r = arg;
-	char err[320];
-	int rv = deliver_event(r->d, json, SEND_TIMEOUT_MS, err, sizeof(err));
+/* Up to DELIVER_EVENTS_MAX queued events, each job dir's oldest first. */
+struct event_batch {
+	char *names[DELIVER_EVENTS_MAX];
+	char *jsons[DELIVER_EVENTS_MAX];
+	int dir[DELIVER_EVENTS_MAX]; /* which of the dirs sent together */
+	int cur_dir;		     /* the dir batch_add reads now */
+	size_t n, bytes;
+};
 
-	if (rv == 0)
-		return spool_event_done(sj, name), 0;
-	if (rv == -EBADMSG) {
-		log_err("job %u: gateway refused event %s, kept in dead/: %s",
-			r->job_id, name, err);
-		spool_event_dead(sj, name);
-		return 0;
+static int batch_add(struct spool_job *sj, const char *name, const char *json,
+		     void *arg)
+{
+	struct event_batch *b = arg;
+	size_t len = strlen(json);
+
+	(void)sj;
+	if (b->n == DELIVER_EVENTS_MAX ||
+	    (b->n && b->bytes + len > DELIVER_EVENTS_BYTES))
+		return 1; /* the next POST takes it */
+	b->bytes += len + 1;
+	b->names[b->n] = strdup(name);
+	b->jsons[b->n] = strdup(json);
+	b->dir[b->n] = b->cur_dir;
+	if (!b->names[b->n] || !b->jsons[b->n]) {
+		free(b->names[b->n]);
+		free(b->jsons[b->n]);
+		return -ENOMEM; /* what is in the batch goes; the rest waits */
 	}
-	log_info("job %u: event %s not delivered yet: %s", r->job_id, name,
-		 err);
-	/* stop here: later events wait behind it; -EINPROGRESS: the gateway
-	 * answers, only this job must wait (it does not know it yet) */
-	return rv == -EINPROGRESS ? -EINPROGRESS : -EAGAIN;
+	b->n++;
+	return 0;
+}
+
+static void batch_free(struct event_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->names[i]);
+		free(b->jsons[i]);
+	}
+	b->n = b->bytes = 0;
+}
+
+/*
+ * Deliver the queued events of n job dirs through d, in batches (one
+ * credential, one request for what many steps left), each dir's in order.
+ * A dir one of whose events must wait (the gateway does not know its job
+ * yet) is marked blocked and the others go on.  0, or -EAGAIN when the
+ * gateway failed (every dir keeps the rest for a later pass).
+ */
+static int send_events_of(struct relay *const *dirs, bool *blocked, int n,
+			  struct deliverer *d)
+{
+	int results[DELIVER_EVENTS_MAX], rv;
+	char err[320];
+
+	for (;;) {
+		struct event_batch b = {.n = 0, .bytes = 0};
+		size_t k;
+
+		for (b.cur_dir = 0; b.cur_dir < n; b.cur_dir++)
+			if (!blocked[b.cur_dir] &&
+			    spool_events_each(&dirs[b.cur_dir]->sj, batch_add,
+					      &b) > 0)
+				break; /* full */
+		if (!b.n)
+			return 0;
+		rv = deliver_events(d, (const char *const *)b.jsons, b.n,
+				    results, SEND_TIMEOUT_MS, err, sizeof(err));
+		for (k = 0; k < b.n; k++) {
+			struct relay *r = dirs[b.dir[k]];
+			int res = rv ? rv : results[k];
+
+			if (res == 0) {
+				spool_event_done(&r->sj, b.names[k]);
+				continue;
+			}
+			if (res == -EBADMSG) {
+				log_err("job %u: gateway refused event %s, "
+					"kept in dead/: %s",
+					r->job_id, b.names[k], err);
+				spool_event_dead(&r->sj, b.names[k]);
+				continue;
+			}
+			log_info("job %u: event %s not delivered yet: %s",
+				 r->job_id, b.names[k], err);
+			break; /* the gateway handled none after it */
+		}
+		if (k < b.n && (rv || results[k] != -EINPROGRESS)) {
+			batch_free(&b);
+			return -EAGAIN;
+		}
+		/* -EINPROGRESS: the gateway answers, only this job waits (its
+		 * submit has not told the gateway its id yet); later events
+		 * of the others go in the next batch */
+		if (k < b.n)
+			blocked[b.dir[k]] = true;
+		batch_free(&b);
+	}
+}
+
+/* One job dir's events; 0 when none is left, else why they wait. */
+static int send_events(struct relay *r)
+{
+	bool blocked = false;
+	int rv = send_events_of(&r, &blocked, 1, r->d);
+
+	return rv ? rv : blocked ? -EINPROGRESS : 0;
 }
 
 /* One pass; 0 when everything known so far is delivered. */
@@ -304,7 +392,7 @@ static int pump(struct relay *r, bool final)
 		if (pump_stream(r, &r->streams[i], final))
 			rv = -EAGAIN;
 	}
-	if (spool_events_each(&r->sj, send_event, r))
+	if (send_events(r))
 		rv = -EAGAIN;
 	return rv;
 }
@@ -499,10 +587,6 @@ static bool meta_is_batch(struct spool_job *sj)
 }
 
 /*
- * Deliver the queued events of one job dir nobody else is working on.
- * Returns the number of events still waiting (0: nothing to do).
- */
-/*
  * Gateways that failed during this pass of the node relay: the other job
  * dirs bound for one wait for the next pass instead of each paying a
  * MUNGE credential and a connection attempt (an outage must not cost the
@@ -530,38 +614,115 @@ static void meta_gateway(struct spool_job *sj, char *gw, size_t len)
 	explicit_bzero(meta, sizeof(meta)); /* it holds the ticket */
 }
 
-static int deliver_dir_events(const char *dir)
-{
-	struct relay r = {0};
+/* A job dir the node relay works on in this pass: open and locked. */
+struct node_dir {
+	struct relay r;
+	int lock_fd;
 	char gw[512];
-	int lock_fd = -1, pending = 0, rv;
+};
 
-	if (spool_job_open_dir(dir, &r.sj))
-		return 0;
-	if (!spool_events_pending(&r.sj) ||
-	    spool_lock(&r.sj, SPOOL_LOCK_RELAY, false, &lock_fd))
-		goto out; /* empty, or its batch relay has it */
-	meta_gateway(&r.sj, gw, sizeof(gw));
-	if (gw[0] && gateway_failed(gw)) {
-		spool_unlock(lock_fd);
-		pending = 1;
-		goto out;
+/*
+ * Take dir for this pass when it has events, nobody else works on it and
+ * its gateway has not failed in this pass.  0 taken; 1 it waits (counted
+ * pending); -1 nothing to do.
+ */
+static int node_dir_take(const char *dir, struct node_dir *nd)
+{
+	memset(&nd->r, 0, sizeof(nd->r));
+	nd->lock_fd = -1;
+	if (spool_job_open_dir(dir, &nd->r.sj))
+		return -1;
+	if (!spool_events_pending(&nd->r.sj) ||
+	    spool_lock(&nd->r.sj, SPOOL_LOCK_RELAY, false, &nd->lock_fd)) {
+		spool_job_close(
+		    &nd->r.sj); /* empty, or its batch relay has it */
+		return -1;
 	}
-	if (load_meta(&r) == 0 &&
-	    (rv = spool_events_each(&r.sj, send_event, &r)) != 0) {
-		pending = 1;
-		if (rv != -EINPROGRESS && gw[0] && n_failed_gw < FAILED_MAX)
-			snprintf(failed_gw[n_failed_gw++], sizeof(failed_gw[0]),
-				 "%s", gw);
+	meta_gateway(&nd->r.sj, nd->gw, sizeof(nd->gw));
+	if ((nd->gw[0] && gateway_failed(nd->gw)) || load_meta(&nd->r)) {
+		deliverer_free(nd->r.d);
+		spool_unlock(nd->lock_fd);
+		spool_job_close(&nd->r.sj);
+		return 1;
 	}
-	deliverer_free(r.d);
+	return 0;
+}
+
+/* Done with dir for this pass; rv what its delivery came to. */
+static void node_dir_release(struct node_dir *nd, int rv)
+{
+	if (rv == -EAGAIN && nd->gw[0] && !gateway_failed(nd->gw) &&
+	    n_failed_gw < FAILED_MAX)
+		snprintf(failed_gw[n_failed_gw++], sizeof(failed_gw[0]), "%s",
+			 nd->gw);
+	deliverer_free(nd->r.d);
 	/* a job without a batch step: nothing else will remove its dir; a
 	 * batch job's dir goes only after its end */
-	if (!pending && (!meta_is_batch(&r.sj) || spool_has_file(&r.sj, "end")))
-		spool_remove_job_if_idle(&r.sj);
-	spool_unlock(lock_fd);
-out:
-	spool_job_close(&r.sj);
+	if (!rv &&
+	    (!meta_is_batch(&nd->r.sj) || spool_has_file(&nd->r.sj, "end")))
+		spool_remove_job_if_idle(&nd->r.sj);
+	spool_unlock(nd->lock_fd);
+	spool_job_close(&nd->r.sj);
+}
+
+/*
+ * One pass of the node relay over its spool; returns how many job dirs
+ * still hold events.  Dirs whose reports go the same way (one gateway, a
+ * MUNGE realm) share batches: the events of every srun step since the
+ * last pass in one request.  A ticket is one job's: such dirs go alone.
+ */
+#define PASS_SHARED_MAX 64
+
+static int node_pass(const char *spool)
+{
+	static struct node_dir group[PASS_SHARED_MAX], alone;
+	struct relay *dirs[PASS_SHARED_MAX];
+	bool blocked[PASS_SHARED_MAX] = {false};
+	struct deliverer *shared = NULL;
+	char path[4200];
+	struct dirent *de;
+	int n = 0, pending = 0, rv, i;
+	DIR *d = opendir(spool);
+
+	n_failed_gw = 0; /* each pass tries every gateway again */
+	while (d && (de = readdir(d))) {
+		struct stat st;
+		struct node_dir *nd = n < PASS_SHARED_MAX ? &group[n] : &alone;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", spool, de->d_name);
+		if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		rv = node_dir_take(path, nd);
+		pending += rv > 0;
+		if (rv)
+			continue;
+		if (nd != &alone && deliverer_can_share(nd->r.d) &&
+		    (!n || deliverer_same_route(group[0].r.d, nd->r.d))) {
+			dirs[n++] = &nd->r;
+			continue;
+		}
+		if (nd != &alone) /* another route: this one goes alone */
+			alone = *nd;
+		rv = send_events(&alone.r);
+		pending += rv != 0;
+		node_dir_release(&alone, rv);
+	}
+	if (d)
+		closedir(d);
+	if (!n)
+		return pending;
+	/* several jobs' events: no one job's request id on the request */
+	shared = n > 1 ? deliverer_shared(group[0].r.d) : NULL;
+	rv = send_events_of(dirs, blocked, n, shared ? shared : group[0].r.d);
+	deliverer_free(shared);
+	for (i = 0; i < n; i++) {
+		int dir_rv = rv ? rv : blocked[i] ? -EINPROGRESS : 0;
+
+		pending += dir_rv != 0;
+		node_dir_release(&group[i], dir_rv);
+	}
 	return pending;
 }
 
@@ -600,25 +761,9 @@ static int run_node(const char *spool, long idle_s)
 	for (;;) {
 		struct pollfd pfd = {.fd = sfd, .events = POLLIN};
 		struct signalfd_siginfo si;
-		struct dirent *de;
-		int pending = 0, wait_ms;
+		int pending = node_pass(spool), wait_ms;
 		bool stop = false;
-		DIR *d = opendir(spool);
 
-		n_failed_gw = 0; /* each pass tries every gateway again */
-
-		while (d && (de = readdir(d))) {
-			struct stat st;
-
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", spool,
-				 de->d_name);
-			if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-				pending += deliver_dir_events(path);
-		}
-		if (d)
-			closedir(d);
 		if (pending) {
 			idle_since = mono_ms();
 			backoff_ms =
@@ -633,9 +778,11 @@ static int run_node(const char *spool, long idle_s)
 				break;
 		}
 		/*
-		 * A kick (SIGUSR1: a step left events) means "now" while the
-		 * gateway answers; while it fails, kicks wait out the backoff
-		 * rather than retry every queued job at each srun.
+		 * A kick (SIGUSR1: a step left events) means "soon" while the
+		 * gateway answers: the next pass comes COALESCE_MS after the
+		 * first kick, taking the events of every step that ended
+		 * meanwhile in one request.  While it fails, kicks wait out
+		 * the backoff rather than retry every queued job at each srun.
 		 */
 		for (int64_t until = mono_ms() + wait_ms; !stop;) {
 			int64_t left = until - mono_ms();
@@ -649,8 +796,9 @@ static int run_node(const char *spool, long idle_s)
 				kicked = true;
 			}
 			idle_since = mono_ms();
-			if (kicked && !pending)
-				break;
+			if (kicked && !pending &&
+			    until > idle_since + COALESCE_MS)
+				until = idle_since + COALESCE_MS;
 		}
 		if (stop)
 			break;

@@ -4,7 +4,7 @@ used by the plugin's integration tests: records events and output chunks.
 
   receiver.py --port 8480 --dir DIR [--munge-socket SOCK]... [--delay-ms N]
 
-POST /v1/events                       -> DIR/events.jsonl (one line per new id),
+POST /v1/events (one event, or a batch) -> DIR/events.jsonl (a line per new id),
                                          DIR/duplicates counts repeats
 POST /v1/output/SITE/JOB/STREAM?offset=N[&eof=1]
                                       -> DIR/out/SITE-JOB-STREAM (+ .eof)
@@ -87,6 +87,18 @@ class H(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def store_event(self, ev):
+        """True when the event was stored before (counted once)."""
+        with lock:
+            if ev["id"] in seen_ids:
+                with open(os.path.join(ARGS.dir, "duplicates"), "a") as f:
+                    f.write(ev["id"] + "\n")
+                return True
+            seen_ids.add(ev["id"])
+            with open(os.path.join(ARGS.dir, "events.jsonl"), "a") as f:
+                f.write(json.dumps(ev, sort_keys=True) + "\n")
+            return False
+
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n) if n else b""
@@ -105,18 +117,18 @@ class H(BaseHTTPRequestHandler):
         q = parse_qs(u.query)
         if u.path == "/v1/events":
             try:
-                ev = json.loads(body)
+                body = json.loads(body)
             except ValueError:
                 return self.reply(400, {"error": "bad json"})
-            with lock:
-                if ev["id"] in seen_ids:
-                    with open(os.path.join(ARGS.dir, "duplicates"), "a") as f:
-                        f.write(ev["id"] + "\n")
-                    return self.reply(200, {"duplicate": True})
-                seen_ids.add(ev["id"])
-                with open(os.path.join(ARGS.dir, "events.jsonl"), "a") as f:
-                    f.write(json.dumps(ev, sort_keys=True) + "\n")
-            return self.reply(201, {"duplicate": False})
+            if not isinstance(body, list):  # one event
+                dup = self.store_event(body)
+                return self.reply(200 if dup else 201, {"duplicate": dup})
+            results = []  # a batch, as the gateway answers it
+            for ev in body:
+                dup = self.store_event(ev)
+                results.append({"id": ev["id"], "status": 200 if dup else 201,
+                                "duplicate": dup})
+            return self.reply(200, {"results": results})
         parts = u.path.split("/")
         if len(parts) == 6 and parts[1:3] == ["v1", "output"]:
             site, job, stream = parts[3], parts[4], parts[5]
