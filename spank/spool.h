@@ -12,6 +12,9 @@
  *       stdio                          "stream<TAB>path-of-fd" lines
  *       <stream>.acked                 bytes of a stream the gateway holds
  *       relay.pid, end                 relay control
+ *   <spool>/.spare-<k>/                a delivered job dir, emptied but
+ *                                      for events/ and .seq.lock, kept
+ *                                      for the next job (k < 8)
  *
  * Several slurmstepds of one job on one node (batch and srun steps) append
  * concurrently; seq numbers are allocated under the flock, files appear by
@@ -34,15 +37,21 @@ struct spool_job {
 	int seq_fd; /* .seq.lock, opened at the first append, kept open */
 };
 
-/* Create (0700) or open the job's directory. */
+/*
+ * Open the job's directory, made (0700) when missing: a spare one (an
+ * emptied job dir the relay kept, "<spool>/.spare-<k>") renamed into
+ * place, else a new one.
+ */
 int spool_job_open(const char *spool, const char *site, uint32_t job_id,
 		   struct spool_job *sj);
+/* Open an existing job dir (the relay): -ENOENT when it is gone. */
 int spool_job_open_dir(const char *dir, struct spool_job *sj);
 void spool_job_close(struct spool_job *sj);
 
 /*
  * Append an event; it becomes visible atomically.  0 or -errno; -ESTALE
- * when the dir was removed since it was opened (open it again).
+ * when the dir was removed or made a spare since it was opened (open it
+ * again).
  */
 int spool_event_append(struct spool_job *sj, const char *json);
 /* Append n events in this order under one lock (all or the first few:
@@ -68,7 +77,11 @@ int spool_read_file(struct spool_job *sj, const char *name, char *buf,
 		    size_t len);
 bool spool_has_file(struct spool_job *sj, const char *name);
 int spool_remove_job(struct spool_job *sj);
-/* Remove the dir unless an event is waiting, excluding appenders. */
+/*
+ * Unless an event is waiting (appenders are excluded meanwhile): keep the
+ * dir as a spare (up to 8), else remove it.  -ESTALE when it is no longer
+ * at its path (another relay took it first).
+ */
 int spool_remove_job_if_idle(struct spool_job *sj);
 
 /* Take one of the job dir's locks; blocking or not.  -EWOULDBLOCK when

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -610,6 +611,11 @@ static int collect_cb(struct spool_job *sj, const char *name, const char *json,
 	return 0;
 }
 
+static int name_cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* The counter lives in the lock file; an older spool's "seq" file is
  * continued, and a number already taken is never written over. */
 static void test_spool_counter(void **state)
@@ -728,6 +734,130 @@ static void test_spool_order_and_resume(void **state)
 	rmdir(root);
 }
 
+/* "root/name" exists */
+static bool exists_in(const char *root, const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", root, name);
+	return access(path, F_OK) == 0;
+}
+
+/* Names in the dir root/name, sorted, space separated. */
+static void list_dir(const char *root, const char *name, char *out, size_t len)
+{
+	char path[256], *names[16];
+	struct dirent *de;
+	size_t n = 0, o = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/%s", root, name);
+	out[0] = '\0';
+	d = opendir(path);
+	assert_non_null(d);
+	while ((de = readdir(d)) && n < 16)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			names[n++] = strdup(de->d_name);
+	closedir(d);
+	qsort(names, n, sizeof(*names), name_cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		o += snprintf(out + o, len - o, "%s%s", i ? " " : "", names[i]);
+		free(names[i]);
+	}
+}
+
+/*
+ * A delivered job dir is kept as a spare (emptied: no meta, no stray
+ * files) and the next job takes it by rename; a step or relay still
+ * holding the old dir open sees -ESTALE and touches nothing of the new
+ * job's; dirs with dead events, or beyond the spare slots, are removed.
+ */
+static void test_spool_spares(void **state)
+{
+	char root[] = "/tmp/tg-spool-XXXXXX", names[256];
+	struct spool_job a, late, b;
+	struct collect c = {.stop_at = -1};
+	int i;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_job_open(root, "alpha", 7, &a), 0);
+	assert_int_equal(spool_job_open(root, "alpha", 7, &late), 0);
+	assert_int_equal(spool_event_append(&a, "{\"n\":1}"), 0);
+	assert_int_equal(spool_write_file(&a, "meta", "job_id=7\n"), 0);
+	assert_int_equal(spool_write_file(&a, "end", ""), 0);
+	assert_int_equal(spool_remove_job_if_idle(&a), -EBUSY);
+	assert_int_equal(spool_events_each(&a, collect_cb, &c), 0);
+	assert_int_equal(spool_event_done(&a, c.names[0]), 0);
+	assert_int_equal(spool_remove_job_if_idle(&a), 0);
+	assert_false(exists_in(root, "alpha-7"));
+	list_dir(root, ".spare-0", names, sizeof(names));
+	assert_string_equal(names, ".seq.lock events");
+	list_dir(root, ".spare-0/events", names, sizeof(names));
+	assert_string_equal(names, "");
+
+	/* the next job takes it; a meta that got there is not its own */
+	assert_int_equal(spool_write_file(&a, "meta", "job_id=7\n"), 0);
+	assert_int_equal(spool_job_open(root, "alpha", 8, &b), 0);
+	assert_false(exists_in(root, ".spare-0"));
+	assert_false(spool_has_file(&b, "meta"));
+	assert_int_equal(spool_event_append(&b, "{\"n\":2}"), 0);
+
+	/* job 7's late step and late relay: stale, job 8's event stays */
+	assert_int_equal(spool_event_append(&late, "{\"n\":3}"), -ESTALE);
+	assert_int_equal(spool_remove_job_if_idle(&a), -ESTALE);
+	assert_true(spool_events_pending(&b));
+	spool_job_close(&late);
+	assert_int_equal(spool_job_open(root, "alpha", 7, &late), 0);
+	assert_int_equal(spool_event_append(&late, "{\"n\":3}"), 0);
+	assert_true(exists_in(root, "alpha-7/events"));
+	spool_job_close(&late);
+	spool_job_close(&a);
+
+	/* dead events: removed with the dir, never handed on */
+	c.n = 0;
+	assert_int_equal(spool_events_each(&b, collect_cb, &c), 0);
+	assert_int_equal(spool_event_dead(&b, c.names[0]), 0);
+	assert_int_equal(spool_remove_job_if_idle(&b), 0);
+	assert_false(exists_in(root, "alpha-8"));
+	assert_false(exists_in(root, ".spare-0"));
+	spool_job_close(&b);
+
+	/* 8 spares at most: the ninth idle dir is removed */
+	for (i = 0; i < 9; i++) {
+		assert_int_equal(spool_job_open(root, "beta", 100 + i, &b), 0);
+		spool_job_close(&b);
+	}
+	for (i = 0; i < 9; i++) {
+		char dir[256];
+
+		snprintf(dir, sizeof(dir), "%s/beta-%d", root, 100 + i);
+		assert_int_equal(spool_job_open_dir(dir, &b), 0);
+		assert_int_equal(spool_remove_job_if_idle(&b), 0);
+		spool_job_close(&b);
+	}
+	list_dir(root, "", names, sizeof(names));
+	assert_string_equal(names, ".spare-0 .spare-1 .spare-2 .spare-3 "
+				   ".spare-4 .spare-5 .spare-6 .spare-7 "
+				   "alpha-7");
+	/* a dir that is gone is not made again by the relay's open */
+	assert_int_equal(spool_job_open_dir(root, &b), 0);
+	spool_job_close(&b);
+	{
+		char dir[256];
+
+		snprintf(dir, sizeof(dir), "%s/beta-100", root);
+		assert_int_equal(spool_job_open_dir(dir, &b), -ENOENT);
+		assert_true(exists_in(root, ".spare-0"));
+	}
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -747,6 +877,7 @@ int main(void)
 	    cmocka_unit_test(test_event_json_as_jansson),
 	    cmocka_unit_test(test_spool_order_and_resume),
 	    cmocka_unit_test(test_spool_counter),
+	    cmocka_unit_test(test_spool_spares),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
