@@ -24,6 +24,16 @@
  */
 #define SPOOL_SPARES 8
 
+/*
+ * Free files, "events/.free-<k>": the inodes of delivered events and of
+ * replaced small files, taken again by the next file the dir needs.  On
+ * ext4 without a journal, every inode freed within the last minute makes
+ * the next allocations slower (the allocator skips recently deleted
+ * ones): files that come and go per step are recycled, not deleted.
+ */
+#define SPOOL_FREE_FILES 8
+#define SPARE_FREE_FILES 4 /* with a spare: an srun step's 3 events, meta */
+
 static int mkdir_p(const char *path, mode_t mode)
 {
 	char tmp[4096], *p;
@@ -77,6 +87,44 @@ static int take_spare(const char *dir)
 			return -EEXIST; /* made meanwhile by another step */
 	}
 	return -ENOENT;
+}
+
+/* "events/.free-<k>" */
+static void free_name(int k, char *out, size_t len)
+{
+	snprintf(out, len, "events/.free-%d", k);
+}
+
+/* Make name (in the job dir) exist by taking a free file; 0 when it
+ * exists now (its contents are stale: open it with O_TRUNC). */
+static int claim_file(struct spool_job *sj, const char *name)
+{
+	char from[32];
+
+	for (int k = 0; k < SPOOL_FREE_FILES; k++) {
+		free_name(k, from, sizeof(from));
+		if (renameat2(sj->dir_fd, from, sj->dir_fd, name,
+			      RENAME_NOREPLACE) == 0 ||
+		    errno == EEXIST)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* Done with the file name: keep it as a free file, or unlink it. */
+static int release_file(struct spool_job *sj, const char *name)
+{
+	char to[32];
+
+	for (int k = 0; k < SPOOL_FREE_FILES; k++) {
+		free_name(k, to, sizeof(to));
+		if (renameat2(sj->dir_fd, name, sj->dir_fd, to,
+			      RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -errno; /* gone, or a directory */
+	}
+	return unlinkat(sj->dir_fd, name, 0) < 0 ? -errno : 0;
 }
 
 /* Open the job dir; create: take a spare or make it when missing. */
@@ -149,7 +197,13 @@ void spool_job_close(struct spool_job *sj)
 
 int spool_lock(struct spool_job *sj, const char *which, bool wait, int *lock_fd)
 {
-	int fd = openat(sj->dir_fd, which, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = openat(sj->dir_fd, which, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0 && errno == ENOENT) {
+		claim_file(sj, which);
+		fd = openat(sj->dir_fd, which, O_RDWR | O_CREAT | O_CLOEXEC,
+			    0600);
+	}
 
 	if (fd < 0)
 		return -errno;
@@ -176,6 +230,7 @@ static int write_new_file(struct spool_job *sj, const char *tmp,
 	size_t off = 0;
 	int fd, rv = 0;
 
+	claim_file(sj, tmp); /* else a new inode */
 	fd = openat(sj->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 		    0600);
 	if (fd < 0)
@@ -209,8 +264,14 @@ int spool_write_file(struct spool_job *sj, const char *name, const char *text)
 			 name + dlen, (int)getpid());
 	}
 	rv = write_new_file(sj, tmp, text, strlen(text));
-	if (!rv && renameat(sj->dir_fd, tmp, sj->dir_fd, name) < 0)
-		rv = -errno;
+	if (!rv && renameat2(sj->dir_fd, tmp, sj->dir_fd, name,
+			     RENAME_EXCHANGE) == 0) {
+		/* swapped in atomically; the old inode, now at tmp, is kept */
+		if (release_file(sj, tmp))
+			unlinkat(sj->dir_fd, tmp, 0);
+	} else if (!rv && renameat(sj->dir_fd, tmp, sj->dir_fd, name) < 0) {
+		rv = -errno; /* (no such name yet: a plain rename) */
+	}
 	if (rv) {
 		unlinkat(sj->dir_fd, tmp, 0);
 		log_err("spool: cannot write %s/%s: %s", sj->dir, name,
@@ -424,7 +485,7 @@ int spool_event_done(struct spool_job *sj, const char *name)
 	char path[128];
 
 	snprintf(path, sizeof(path), "events/%s", name);
-	return unlinkat(sj->dir_fd, path, 0) < 0 ? -errno : 0;
+	return release_file(sj, path);
 }
 
 int spool_event_dead(struct spool_job *sj, const char *name)
@@ -466,42 +527,45 @@ static int remove_tree_at(int dfd)
 }
 
 /*
- * Unlink every entry of the directory open as dfd (closed here) but "."
- * and "..", and at the top of a job dir its events/ and seq lock file; 0
- * when all went (a subdirectory, dead/, does not).
+ * Release (keep as free files, else unlink) the files of the job dir's
+ * subdir ("." or "events"), but for its lock files and free files; 0 when
+ * nothing else is left (a directory, dead/, is not released).
  */
-static int empty_dir_at(int dfd, bool job_top)
+static int release_all(struct spool_job *sj, const char *subdir)
 {
+	char path[320];
 	struct dirent *de;
-	DIR *d = fdopendir(dfd);
+	int fd = openat(sj->dir_fd, subdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int rv = 0;
+	DIR *d;
 
+	/* a fresh open: a dup of dir_fd would share its read position */
+	d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!d) {
-		close(dfd);
+		if (fd >= 0)
+			close(fd);
 		return -errno;
 	}
 	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-		    (job_top && (!strcmp(de->d_name, "events") ||
-				 !strcmp(de->d_name, SPOOL_LOCK_SEQ))))
+		const char *n = de->d_name;
+
+		if (!strcmp(n, ".") || !strcmp(n, "..") ||
+		    !strcmp(n, "events") || !strcmp(n, SPOOL_LOCK_SEQ) ||
+		    !strcmp(n, SPOOL_LOCK_RELAY) || !strncmp(n, ".free-", 6))
 			continue;
-		if (unlinkat(dirfd(d), de->d_name, 0) < 0)
-			rv = -errno;
+		snprintf(path, sizeof(path), "%s/%s", subdir, n);
+		if (release_file(sj, path))
+			rv = -ENOTEMPTY;
 	}
 	closedir(d);
 	return rv;
 }
 
-/* A fresh open of the job dir (a dup would share its read position). */
-static int reopen_at(int dfd, const char *name)
-{
-	return openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-}
-
 /*
  * Keep the idle job dir, seq-locked, as a spare when a slot is free:
- * emptied but for events/ (empty) and the seq lock file, then renamed.
- * 0 when done; else the dir is still there for spool_remove_job.
+ * emptied but for events/ (its free files) and the lock files, then
+ * renamed.  0 when done; else the dir is still there for
+ * spool_remove_job.
  */
 static int make_spare(struct spool_job *sj)
 {
@@ -518,10 +582,11 @@ static int make_spare(struct spool_job *sj)
 		return -ENOSPC; /* spares enough */
 	if (faccessat(sj->dir_fd, "dead", F_OK, 0) == 0)
 		return -ENOTEMPTY;
-	/* events/ holds no event (checked under the lock): tmp leftovers */
-	rv = empty_dir_at(reopen_at(sj->dir_fd, "events"), false);
-	if (!rv) /* meta, stdio, <stream>.acked, end, relay.pid, .relay.lock */
-		rv = empty_dir_at(reopen_at(sj->dir_fd, "."), true);
+	/* events/ holds no event (checked under the lock): tmp leftovers;
+	 * then meta, stdio, <stream>.acked, end, relay.pid */
+	rv = release_all(sj, "events");
+	if (!rv)
+		rv = release_all(sj, ".");
 	if (!rv &&
 	    renameat2(AT_FDCWD, sj->dir, AT_FDCWD, spare, RENAME_NOREPLACE) < 0)
 		rv = -errno;
@@ -538,17 +603,73 @@ static bool at_its_path(const struct spool_job *sj)
 	       at_path.st_dev == st.st_dev;
 }
 
-int spool_remove_job_if_idle(struct spool_job *sj)
+int spool_make_spares(const char *spool, int max_new)
+{
+	char spare[4200], tmp[4096], job[4096];
+	int k, made = 0, fd;
+
+	/* spare_path wants a job dir in the spool */
+	snprintf(job, sizeof(job), "%s/x", spool);
+	snprintf(tmp, sizeof(tmp), "%s/.spare-new.%d", spool, (int)getpid());
+	for (k = 0; k < SPOOL_SPARES && made < max_new; k++) {
+		if (spare_path(job, k, spare, sizeof(spare)) ||
+		    access(spare, F_OK) == 0)
+			continue;
+		if (mkdir(tmp, 0700) < 0)
+			break;
+		fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0 && mkdirat(fd, "events", 0700) == 0) {
+			int lock = openat(fd, SPOOL_LOCK_SEQ,
+					  O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+			/* what a step writes: its events and meta */
+			for (int f = 0; f < SPARE_FREE_FILES; f++) {
+				char name[32];
+				int ffd;
+
+				free_name(f, name, sizeof(name));
+				ffd = openat(fd, name,
+					     O_WRONLY | O_CREAT | O_CLOEXEC,
+					     0600);
+				if (ffd >= 0)
+					close(ffd);
+			}
+
+			if (lock >= 0 &&
+			    renameat2(AT_FDCWD, tmp, AT_FDCWD, spare,
+				      RENAME_NOREPLACE) == 0)
+				made++;
+			if (lock >= 0)
+				close(lock);
+		}
+		if (fd >= 0) {
+			struct spool_job sj = {.dir_fd = fd, .seq_fd = -1};
+
+			snprintf(sj.dir, sizeof(sj.dir), "%s", tmp);
+			if (access(tmp, F_OK) == 0) /* not renamed: undo */
+				spool_remove_job(&sj);
+			close(fd);
+		}
+	}
+	return made;
+}
+
+int spool_remove_job_if_idle(struct spool_job *sj, int *relay_lock_fd)
 {
 	int lock_fd, rv = -EBUSY;
 
 	if (spool_lock(sj, SPOOL_LOCK_SEQ, true, &lock_fd))
 		return -EBUSY;
 	/* another relay made it a spare meanwhile, maybe another job's now */
-	if (!at_its_path(sj))
+	if (!at_its_path(sj)) {
 		rv = -ESTALE;
-	else if (!spool_events_pending(sj))
+	} else if (!spool_events_pending(sj)) {
+		/* before the next job can take it: its relay must find the
+		 * relay lock free (a relay coming meanwhile finds nothing) */
+		spool_unlock(*relay_lock_fd);
+		*relay_lock_fd = -1;
 		rv = make_spare(sj) == 0 ? 0 : spool_remove_job(sj);
+	}
 	spool_unlock(lock_fd);
 	return rv;
 }

@@ -78,11 +78,18 @@ int spool_read_file(struct spool_job *sj, const char *name, char *buf,
 bool spool_has_file(struct spool_job *sj, const char *name);
 int spool_remove_job(struct spool_job *sj);
 /*
- * Unless an event is waiting (appenders are excluded meanwhile): keep the
- * dir as a spare (up to 8), else remove it.  -ESTALE when it is no longer
- * at its path (another relay took it first).
+ * Make spare job dirs until there are 8, at most max_new of them (the
+ * node relay, off every step's path: while the gateway is down no dir is
+ * delivered and emptied).  Returns how many it made.
  */
-int spool_remove_job_if_idle(struct spool_job *sj);
+int spool_make_spares(const char *spool, int max_new);
+/*
+ * Unless an event is waiting (appenders are excluded meanwhile): keep the
+ * dir as a spare (up to 8), else remove it; *relay_lock_fd, the caller's
+ * relay lock, is released (-1) first.  -ESTALE when it is no longer at
+ * its path (another relay took it first).
+ */
+int spool_remove_job_if_idle(struct spool_job *sj, int *relay_lock_fd);
 
 /* Take one of the job dir's locks; blocking or not.  -EWOULDBLOCK when
  * held by another process. */

@@ -481,7 +481,7 @@ static int run_job(const char *dir, int ctl_fd, int given_lock_fd,
 		if (rv == 0 && done_when_empty) {
 			log_info("relay for job %u: all delivered", r.job_id);
 			if (has_end)
-				spool_remove_job_if_idle(&r.sj);
+				spool_remove_job_if_idle(&r.sj, &lock_fd);
 			break;
 		}
 		if (done_when_empty &&
@@ -622,9 +622,9 @@ struct node_dir {
 };
 
 /*
- * Take dir for this pass when it has events, nobody else works on it and
- * its gateway has not failed in this pass.  0 taken; 1 it waits (counted
- * pending); -1 nothing to do.
+ * Take dir for this pass when it has events and meta, nobody else works
+ * on it and its gateway has not failed in this pass.  0 taken; 1 it
+ * waits (counted pending); -1 nothing to do now.
  */
 static int node_dir_take(const char *dir, struct node_dir *nd)
 {
@@ -636,6 +636,14 @@ static int node_dir_take(const char *dir, struct node_dir *nd)
 	    spool_lock(&nd->r.sj, SPOOL_LOCK_RELAY, false, &nd->lock_fd)) {
 		spool_job_close(
 		    &nd->r.sj); /* empty, or its batch relay has it */
+		return -1;
+	}
+	if (!spool_has_file(&nd->r.sj, "meta")) {
+		/* an srun step that still runs: its end writes meta and
+		 * kicks us (not "pending": that would mean backing off) */
+		dbg("%s: no meta yet", dir);
+		spool_unlock(nd->lock_fd);
+		spool_job_close(&nd->r.sj);
 		return -1;
 	}
 	meta_gateway(&nd->r.sj, nd->gw, sizeof(nd->gw));
@@ -660,7 +668,7 @@ static void node_dir_release(struct node_dir *nd, int rv)
 	 * batch job's dir goes only after its end */
 	if (!rv &&
 	    (!meta_is_batch(&nd->r.sj) || spool_has_file(&nd->r.sj, "end")))
-		spool_remove_job_if_idle(&nd->r.sj);
+		spool_remove_job_if_idle(&nd->r.sj, &nd->lock_fd);
 	spool_unlock(nd->lock_fd);
 	spool_job_close(&nd->r.sj);
 }
@@ -765,6 +773,12 @@ static int run_node(const char *spool, long idle_s)
 		bool stop = false;
 
 		if (pending) {
+			/* while the gateway fails no dir is emptied into a
+			 * spare: the next steps' dirs are made here, not on
+			 * their path (when it answers, delivered dirs keep
+			 * the spares coming, and more would only be made to
+			 * be removed) */
+			spool_make_spares(spool, 8);
 			idle_since = mono_ms();
 			backoff_ms =
 			    backoff_ms ? backoff_ms * 2 : BACKOFF_MIN_MS;
@@ -799,6 +813,8 @@ static int run_node(const char *spool, long idle_s)
 			if (kicked && !pending &&
 			    until > idle_since + COALESCE_MS)
 				until = idle_since + COALESCE_MS;
+			if (kicked && pending) /* a step took a spare, maybe */
+				spool_make_spares(spool, 1);
 		}
 		if (stop)
 			break;

@@ -777,7 +777,7 @@ static void test_spool_spares(void **state)
 	char root[] = "/tmp/tg-spool-XXXXXX", names[256];
 	struct spool_job a, late, b;
 	struct collect c = {.stop_at = -1};
-	int i;
+	int i, no_lock = -1;
 
 	(void)state;
 	assert_non_null(mkdtemp(root));
@@ -786,26 +786,49 @@ static void test_spool_spares(void **state)
 	assert_int_equal(spool_event_append(&a, "{\"n\":1}"), 0);
 	assert_int_equal(spool_write_file(&a, "meta", "job_id=7\n"), 0);
 	assert_int_equal(spool_write_file(&a, "end", ""), 0);
-	assert_int_equal(spool_remove_job_if_idle(&a), -EBUSY);
+	assert_int_equal(spool_remove_job_if_idle(&a, &no_lock), -EBUSY);
 	assert_int_equal(spool_events_each(&a, collect_cb, &c), 0);
 	assert_int_equal(spool_event_done(&a, c.names[0]), 0);
-	assert_int_equal(spool_remove_job_if_idle(&a), 0);
+	assert_int_equal(spool_remove_job_if_idle(&a, &no_lock), 0);
 	assert_false(exists_in(root, "alpha-7"));
 	list_dir(root, ".spare-0", names, sizeof(names));
 	assert_string_equal(names, ".seq.lock events");
+	/* the event's, meta's and end's inodes, kept for the next files */
 	list_dir(root, ".spare-0/events", names, sizeof(names));
-	assert_string_equal(names, "");
+	assert_string_equal(names, ".free-0 .free-1 .free-2");
 
 	/* the next job takes it; a meta that got there is not its own */
 	assert_int_equal(spool_write_file(&a, "meta", "job_id=7\n"), 0);
 	assert_int_equal(spool_job_open(root, "alpha", 8, &b), 0);
 	assert_false(exists_in(root, ".spare-0"));
 	assert_false(spool_has_file(&b, "meta"));
-	assert_int_equal(spool_event_append(&b, "{\"n\":2}"), 0);
+	{
+		struct stat free_st, ev_st;
+
+		assert_int_equal(
+		    fstatat(b.dir_fd, "events/.free-1", &free_st, 0), 0);
+		assert_int_equal(spool_event_append(&b, "{\"n\":2}"), 0);
+		/* the event took a free file, whose old contents are gone */
+		assert_int_equal(
+		    fstatat(b.dir_fd, "events/0000000002.json", &ev_st, 0), 0);
+		assert_int_equal(ev_st.st_ino, free_st.st_ino);
+		assert_int_equal(spool_read_file(&b, "events/0000000002.json",
+						 names, sizeof(names)),
+				 7);
+		assert_string_equal(names, "{\"n\":2}");
+		list_dir(root, "alpha-8/events", names, sizeof(names));
+		assert_string_equal(names, ".free-2 0000000002.json");
+	}
+	/* a file replaced: its old inode is kept too */
+	assert_int_equal(spool_write_file(&b, "meta", "job_id=8\n"), 0);
+	assert_int_equal(spool_write_file(&b, "meta", "job_id=8 again\n"), 0);
+	assert_int_equal(spool_read_file(&b, "meta", names, sizeof(names)), 15);
+	list_dir(root, "alpha-8/events", names, sizeof(names));
+	assert_string_equal(names, ".free-0 0000000002.json");
 
 	/* job 7's late step and late relay: stale, job 8's event stays */
 	assert_int_equal(spool_event_append(&late, "{\"n\":3}"), -ESTALE);
-	assert_int_equal(spool_remove_job_if_idle(&a), -ESTALE);
+	assert_int_equal(spool_remove_job_if_idle(&a, &no_lock), -ESTALE);
 	assert_true(spool_events_pending(&b));
 	spool_job_close(&late);
 	assert_int_equal(spool_job_open(root, "alpha", 7, &late), 0);
@@ -818,7 +841,7 @@ static void test_spool_spares(void **state)
 	c.n = 0;
 	assert_int_equal(spool_events_each(&b, collect_cb, &c), 0);
 	assert_int_equal(spool_event_dead(&b, c.names[0]), 0);
-	assert_int_equal(spool_remove_job_if_idle(&b), 0);
+	assert_int_equal(spool_remove_job_if_idle(&b, &no_lock), 0);
 	assert_false(exists_in(root, "alpha-8"));
 	assert_false(exists_in(root, ".spare-0"));
 	spool_job_close(&b);
@@ -833,7 +856,7 @@ static void test_spool_spares(void **state)
 
 		snprintf(dir, sizeof(dir), "%s/beta-%d", root, 100 + i);
 		assert_int_equal(spool_job_open_dir(dir, &b), 0);
-		assert_int_equal(spool_remove_job_if_idle(&b), 0);
+		assert_int_equal(spool_remove_job_if_idle(&b, &no_lock), 0);
 		spool_job_close(&b);
 	}
 	list_dir(root, "", names, sizeof(names));
@@ -850,6 +873,19 @@ static void test_spool_spares(void **state)
 		assert_int_equal(spool_job_open_dir(dir, &b), -ENOENT);
 		assert_true(exists_in(root, ".spare-0"));
 	}
+	/* the node relay tops them up, free files and all */
+	assert_int_equal(spool_make_spares(root, 8), 0);
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s/.spare-3", root);
+		assert_int_equal(system(cmd), 0);
+	}
+	assert_int_equal(spool_make_spares(root, 8), 1);
+	list_dir(root, ".spare-3", names, sizeof(names));
+	assert_string_equal(names, ".seq.lock events");
+	list_dir(root, ".spare-3/events", names, sizeof(names));
+	assert_string_equal(names, ".free-0 .free-1 .free-2 .free-3");
 	{
 		char cmd[300];
 
