@@ -939,8 +939,12 @@ static void held_unlink(struct http_req *req)
 
 /*
  * From the access handler: true when req may go to its handler now;
- * false when it was held for a later turn (suspended in MHD, with no
- * client-gone watch: it waits a turn or a few; see http_server.h).
+ * false when it is held for a later turn.  A held request is not
+ * suspended: answered MHD_YES with no response, its connection stays in
+ * libmicrohttpd's ready list (epoll mode), which calls the handler again
+ * at each MHD_run and keeps MHD_get_timeout at 0 meanwhile; that costs
+ * no epoll_ctl, where a suspend and a resume cost two per request.  It
+ * waits a turn or a few, without a client-gone watch; see http_server.h.
  */
 static bool budget_take(struct http_req *req)
 {
@@ -950,6 +954,8 @@ static bool budget_take(struct http_req *req)
 		req->released = false;
 		return true;
 	}
+	if (req->held)
+		return false; /* still waiting its turn */
 	if (!srv->held_head && budget_left(srv) > 0) {
 		srv->budget_used++;
 		return true;
@@ -965,7 +971,6 @@ static bool budget_take(struct http_req *req)
 	srv->st.held++;
 	srv->st.held_total++;
 	dbg("req %s: held for a later turn (%u held)", req->id, srv->st.held);
-	suspend_in_mhd(req);
 	loop_defer(srv->loop, &srv->release, held_release_cb, srv);
 	return false;
 }
@@ -980,9 +985,8 @@ static void held_release_cb(struct loop_defer *d, void *arg)
 		struct http_req *req = srv->held_head;
 
 		held_unlink(req);
-		req->released = true;
+		req->released = true; /* its handler's next call goes on */
 		srv->budget_used++;
-		resume_in_mhd(req);
 	}
 	if (srv->held_head)
 		loop_defer(srv->loop, &srv->release, held_release_cb, srv);

@@ -44,8 +44,9 @@
  * Work per turn.  libmicrohttpd serves every ready connection in one
  * MHD_run, so at 256 busy connections one call would be 256 requests
  * long.  The server hands at most requests_per_turn requests to routing and
- * handlers in a loop turn; a request read after that is held (suspended in
- * libmicrohttpd) and handed on at the next turn, before any newer one, so
+ * handlers in a loop turn; a request read after that is held (left in
+ * libmicrohttpd's ready list, unanswered, which calls its handler again
+ * at each MHD_run) and handed on at the next turn, before any newer one, so
  * no request waits behind later ones and the loop's other work (timers,
  * site answers, the store) runs between slices.  A held request whose
  * client hung up meanwhile still reaches its handler (libmicrohttpd calls

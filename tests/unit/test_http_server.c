@@ -2064,6 +2064,8 @@ static void test_held_requests_client_gone_and_free(void **state)
 		assert_true(loop_run_once(f->l, 0) >= 0);
 		assert_true(loop_clock_ms() - start < RUN_LIMIT_MS);
 	}
+	/* held in MHD's ready list, not suspended (no epoll_ctl each) */
+	assert_int_equal(stats_of(f)->suspended, 0);
 	http_server_free(f->srv); /* teardown checks nothing is left */
 	f->srv = NULL;
 	for (i = 0; i < 3; i++)
