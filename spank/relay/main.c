@@ -329,15 +329,22 @@ static int send_events_of(struct relay *const *dirs, bool *blocked, int n,
 
 	for (;;) {
 		struct event_batch b = {.n = 0, .bytes = 0};
+		bool read_failed = false;
 		size_t k;
 
-		for (b.cur_dir = 0; b.cur_dir < n; b.cur_dir++)
-			if (!blocked[b.cur_dir] &&
-			    spool_events_each(&dirs[b.cur_dir]->sj, batch_add,
-					      &b) > 0)
+		for (b.cur_dir = 0; b.cur_dir < n; b.cur_dir++) {
+			int rv_read;
+
+			if (blocked[b.cur_dir])
+				continue;
+			rv_read = spool_events_each(&dirs[b.cur_dir]->sj,
+						    batch_add, &b);
+			read_failed |= rv_read < 0;
+			if (rv_read > 0)
 				break; /* full */
-		if (!b.n)
-			return 0;
+		}
+		if (!b.n) /* none left, or none could be read (ENOMEM) */
+			return read_failed ? -EAGAIN : 0;
 		rv = deliver_events(d, (const char *const *)b.jsons, b.n,
 				    results, SEND_TIMEOUT_MS, err, sizeof(err));
 		for (k = 0; k < b.n; k++) {
