@@ -210,7 +210,7 @@ static bool open_spool(void)
 	return rs.spool_ok;
 }
 
-static void write_meta(void);
+static void write_meta(bool if_missing);
 
 /* Queue the event in the spool; the relay delivers it, in order. */
 /* Queue events in the spool, in order, under one lock; the relay
@@ -226,8 +226,8 @@ static void queue_events(const char *const *jsons, size_t n, const char *kinds)
 		rs.spool_ok = false;
 		rv = open_spool() ? spool_event_append_n(&rs.spool, jsons, n)
 				  : -ENOENT;
-		if (!rv && !spool_has_file(&rs.spool, "meta"))
-			write_meta();
+		if (!rv)
+			write_meta(true);
 	}
 	if (rv)
 		log_err("job %u: event %s lost: spool %s: %s", rs.job_id, kinds,
@@ -301,8 +301,12 @@ static struct tg_event base_event(const char *kind)
 	};
 }
 
-/* The relay needs to know where and how to deliver: the job dir's meta. */
-static void write_meta(void)
+/*
+ * The relay needs to know where and how to deliver: the job dir's meta.
+ * Under the spool's lock, and never through a handle on a dir the relay
+ * has emptied since (-ESTALE: our events went with it, delivered).
+ */
+static void write_meta(bool if_missing)
 {
 	char meta[16384];
 
@@ -312,7 +316,7 @@ static void write_meta(void)
 		 tg.args.gateway, args_report_auth_name(tg.args.report_auth),
 		 tg.args.munge_socket, tg.args.site, rs.job_id, rs.request_id,
 		 rs.ticket, is_batch());
-	spool_write_file(&rs.spool, "meta", meta);
+	spool_write_file_locked(&rs.spool, "meta", meta, if_missing);
 	explicit_bzero(meta, sizeof(meta));
 }
 
@@ -326,7 +330,7 @@ int remote_init_post_opt(spank_t sp)
 	if (!reports_on())
 		return 0;
 	if (is_batch() && open_spool())
-		write_meta();
+		write_meta(false);
 	if (rs.decide_rv) {
 		ev = base_event("tier_refused");
 		ev.message = rs.decision.why;
@@ -532,8 +536,7 @@ int remote_exit(spank_t sp)
 	} else if (rs.queued) {
 		/* a batch job's relay takes these too; for an srun outside a
 		 * batch job the node's relay does (woken, or started) */
-		if (!spool_has_file(&rs.spool, "meta"))
-			write_meta();
+		write_meta(true);
 		relay_node_kick(tg.relay, tg.args.spool);
 	}
 out:

@@ -59,6 +59,7 @@ static int mkdir_p(const char *path, mode_t mode)
 }
 
 static bool at_its_path(const struct spool_job *sj);
+static int seq_lock(struct spool_job *sj);
 
 /* "<parent of job_dir>/.spare-<k>" */
 static int spare_path(const char *job_dir, int k, char *out, size_t len)
@@ -121,8 +122,10 @@ static int release_file(struct spool_job *sj, const char *name)
 		if (renameat2(sj->dir_fd, name, sj->dir_fd, to,
 			      RENAME_NOREPLACE) == 0)
 			return 0;
-		if (errno != EEXIST)
+		if (errno == ENOENT || errno == EISDIR)
 			return -errno; /* gone, or a directory */
+		if (errno != EEXIST)
+			break; /* e.g. EROFS: unlink says what is wrong */
 	}
 	return unlinkat(sj->dir_fd, name, 0) < 0 ? -errno : 0;
 }
@@ -140,19 +143,14 @@ static int job_dir_open(const char *dir, struct spool_job *sj, bool create)
 	if (sj->dir_fd < 0 && !create)
 		return -errno; /* gone: delivered and removed meanwhile */
 	if (sj->dir_fd < 0) {
-		bool spare = take_spare(dir) == 0;
-
-		if (!spare && (rv = mkdir_p(dir, 0700))) {
+		/* a spare was emptied when it was made one, and handles still
+		 * open on it from before write nothing more (seq_lock) */
+		if (take_spare(dir) != 0 && (rv = mkdir_p(dir, 0700))) {
 			log_err("spool: cannot create %s: %s", dir,
 				strerror(-rv));
 			return rv;
 		}
 		sj->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		/* a spare is emptied under its lock, and a step writes meta
-		 * only where events of its own wait (so no relay empties it
-		 * meanwhile); still, never another job's meta */
-		if (spare && sj->dir_fd >= 0)
-			unlinkat(sj->dir_fd, "meta", 0);
 	}
 	if (sj->dir_fd < 0) {
 		rv = -errno;
@@ -317,6 +315,42 @@ static unsigned long seq_read(struct spool_job *sj, int lock_fd)
 	return 0;
 }
 
+/*
+ * Take the job dir's seq lock (appenders and the relay emptying the dir
+ * exclude each other with it): 0, or -ESTALE when a relay removed the
+ * dir since it was opened or made it a spare (another job's, maybe, by
+ * now): nothing may be written through this handle then.
+ */
+static int seq_lock(struct spool_job *sj)
+{
+	if (sj->seq_fd < 0) {
+		sj->seq_fd = openat(sj->dir_fd, SPOOL_LOCK_SEQ,
+				    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (sj->seq_fd < 0)
+			return -errno;
+	}
+	if (flock(sj->seq_fd, LOCK_EX) < 0)
+		return -errno;
+	if (!at_its_path(sj)) {
+		flock(sj->seq_fd, LOCK_UN);
+		return -ESTALE;
+	}
+	return 0;
+}
+
+int spool_write_file_locked(struct spool_job *sj, const char *name,
+			    const char *text, bool if_missing)
+{
+	int rv = seq_lock(sj);
+
+	if (rv)
+		return rv;
+	if (!if_missing || !spool_has_file(sj, name))
+		rv = spool_write_file(sj, name, text);
+	flock(sj->seq_fd, LOCK_UN);
+	return rv;
+}
+
 /* Write one event under the seq lock; seq is the last number used. */
 static int append_locked(struct spool_job *sj, const char *json,
 			 unsigned long *seq)
@@ -350,20 +384,9 @@ int spool_event_append_n(struct spool_job *sj, const char *const *jsons,
 	size_t i;
 	int rv = 0;
 
-	if (sj->seq_fd < 0) {
-		sj->seq_fd = openat(sj->dir_fd, SPOOL_LOCK_SEQ,
-				    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (sj->seq_fd < 0)
-			return -errno;
-	}
-	if (flock(sj->seq_fd, LOCK_EX) < 0)
-		return -errno;
-	/* a relay may have removed the (empty) dir since we opened it, or
-	 * made it a spare (another job's, maybe, by now) */
-	if (!at_its_path(sj)) {
-		rv = -ESTALE;
-		goto out_unlock;
-	}
+	rv = seq_lock(sj);
+	if (rv)
+		return rv;
 	first = seq = seq_read(sj, sj->seq_fd);
 	for (i = 0; i < n && !rv; i++)
 		rv = append_locked(sj, jsons[i], &seq);
@@ -379,7 +402,6 @@ int spool_event_append_n(struct spool_job *sj, const char *const *jsons,
 			    "spool: cannot save the event counter in %s: %m",
 			    sj->dir);
 	}
-out_unlock:
 	flock(sj->seq_fd, LOCK_UN);
 	return rv;
 }
@@ -611,6 +633,17 @@ int spool_make_spares(const char *spool, int max_new)
 	/* spare_path wants a job dir in the spool */
 	snprintf(job, sizeof(job), "%s/x", spool);
 	snprintf(tmp, sizeof(tmp), "%s/.spare-new.%d", spool, (int)getpid());
+	{
+		/* one node relay per spool: a leftover of a crashed one */
+		struct spool_job old = {.seq_fd = -1};
+
+		old.dir_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		snprintf(old.dir, sizeof(old.dir), "%s", tmp);
+		if (old.dir_fd >= 0) {
+			spool_remove_job(&old);
+			close(old.dir_fd);
+		}
+	}
 	for (k = 0; k < SPOOL_SPARES && made < max_new; k++) {
 		if (spare_path(job, k, spare, sizeof(spare)) ||
 		    access(spare, F_OK) == 0)

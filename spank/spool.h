@@ -73,6 +73,14 @@ int spool_event_dead(struct spool_job *sj, const char *name);
 
 /* Small files in the job dir: atomic write, bounded read. */
 int spool_write_file(struct spool_job *sj, const char *name, const char *text);
+/*
+ * The same under the seq lock, only if sj is still the job's dir (else
+ * -ESTALE, nothing written: a dir made a spare may be another job's by
+ * now); if_missing: leave an existing file as it is.  For what a step
+ * writes (meta), which a relay may empty meanwhile.
+ */
+int spool_write_file_locked(struct spool_job *sj, const char *name,
+			    const char *text, bool if_missing);
 int spool_read_file(struct spool_job *sj, const char *name, char *buf,
 		    size_t len);
 bool spool_has_file(struct spool_job *sj, const char *name);

@@ -314,6 +314,12 @@ static void batch_free(struct event_batch *b)
 	b->n = b->bytes = 0;
 }
 
+/* What became of event k of a batch the gateway answered with rv. */
+static int res_of(int rv, const int *results, size_t k)
+{
+	return rv ? rv : results[k];
+}
+
 /*
  * Deliver the queued events of n job dirs through d, in batches (one
  * credential, one request for what many steps left), each dir's in order.
@@ -349,32 +355,40 @@ static int send_events_of(struct relay *const *dirs, bool *blocked, int n,
 				    results, SEND_TIMEOUT_MS, err, sizeof(err));
 		for (k = 0; k < b.n; k++) {
 			struct relay *r = dirs[b.dir[k]];
-			int res = rv ? rv : results[k];
+			int res = res_of(rv, results, k), done;
 
 			if (res == 0) {
-				spool_event_done(&r->sj, b.names[k]);
-				continue;
-			}
-			if (res == -EBADMSG) {
+				done = spool_event_done(&r->sj, b.names[k]);
+			} else if (res == -EBADMSG) {
 				log_err("job %u: gateway refused event %s, "
 					"kept in dead/: %s",
 					r->job_id, b.names[k], err);
-				spool_event_dead(&r->sj, b.names[k]);
-				continue;
+				done = spool_event_dead(&r->sj, b.names[k]);
+			} else {
+				log_info("job %u: event %s not delivered yet: "
+					 "%s",
+					 r->job_id, b.names[k], err);
+				break; /* the gateway handled none after it */
 			}
-			log_info("job %u: event %s not delivered yet: %s",
-				 r->job_id, b.names[k], err);
-			break; /* the gateway handled none after it */
+			if (done && done != -ENOENT) {
+				/* it would be sent again at once, forever (a
+				 * spool gone read-only, full): back off */
+				log_err("job %u: event %s stays queued: %s",
+					r->job_id, b.names[k], strerror(-done));
+				batch_free(&b);
+				return -EAGAIN;
+			}
 		}
-		if (k < b.n && (rv || results[k] != -EINPROGRESS)) {
+		if (k < b.n && res_of(rv, results, k) != -EINPROGRESS) {
 			batch_free(&b);
 			return -EAGAIN;
 		}
 		/* -EINPROGRESS: the gateway answers, only this job waits (its
-		 * submit has not told the gateway its id yet); later events
-		 * of the others go in the next batch */
-		if (k < b.n)
-			blocked[b.dir[k]] = true;
+		 * submit has not told the gateway its id yet), for one event
+		 * or for the whole request (a ticket's: one job's events);
+		 * later events of the others go in the next batch */
+		for (size_t i = k; i < b.n && (rv || i == k); i++)
+			blocked[b.dir[i]] = true;
 		batch_free(&b);
 	}
 }
@@ -548,10 +562,9 @@ static void remove_if_stale(const char *dir)
 	if (spool_job_open_dir(dir, &sj))
 		return;
 	if (spool_lock(&sj, SPOOL_LOCK_RELAY, false, &lock_fd) == 0) {
-		if (!spool_events_pending(&sj)) {
+		/* under the seq lock, and only if still this job's dir */
+		if (spool_remove_job_if_idle(&sj, &lock_fd) == 0)
 			log_info("%s: idle for a day, removed", dir);
-			spool_remove_job(&sj);
-		}
 		spool_unlock(lock_fd);
 	}
 	spool_job_close(&sj);
@@ -635,6 +648,9 @@ struct node_dir {
  */
 static int node_dir_take(const char *dir, struct node_dir *nd)
 {
+	bool failed;
+	int rv;
+
 	memset(&nd->r, 0, sizeof(nd->r));
 	nd->lock_fd = -1;
 	if (spool_job_open_dir(dir, &nd->r.sj))
@@ -654,13 +670,15 @@ static int node_dir_take(const char *dir, struct node_dir *nd)
 		return -1;
 	}
 	meta_gateway(&nd->r.sj, nd->gw, sizeof(nd->gw));
-	if ((nd->gw[0] && gateway_failed(nd->gw)) || load_meta(&nd->r)) {
+	failed = nd->gw[0] && gateway_failed(nd->gw);
+	/* a meta that cannot be used (logged) is no reason to back off */
+	rv = failed ? 1 : load_meta(&nd->r) ? -1 : 0;
+	if (rv) {
 		deliverer_free(nd->r.d);
 		spool_unlock(nd->lock_fd);
 		spool_job_close(&nd->r.sj);
-		return 1;
 	}
-	return 0;
+	return rv;
 }
 
 /* Done with dir for this pass; rv what its delivery came to. */
@@ -713,8 +731,10 @@ static int node_pass(const char *spool)
 		pending += rv > 0;
 		if (rv)
 			continue;
+		/* the gateway takes one site's events per request */
 		if (nd != &alone && deliverer_can_share(nd->r.d) &&
-		    (!n || deliverer_same_route(group[0].r.d, nd->r.d))) {
+		    (!n || (deliverer_same_route(group[0].r.d, nd->r.d) &&
+			    !strcmp(group[0].r.site, nd->r.site)))) {
 			dirs[n++] = &nd->r;
 			continue;
 		}

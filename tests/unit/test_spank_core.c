@@ -746,7 +746,7 @@ static bool exists_in(const char *root, const char *name)
 /* Names in the dir root/name, sorted, space separated. */
 static void list_dir(const char *root, const char *name, char *out, size_t len)
 {
-	char path[256], *names[16];
+	char path[256], *names[16] = {NULL};
 	struct dirent *de;
 	size_t n = 0, o = 0;
 	DIR *d;
@@ -777,7 +777,7 @@ static void test_spool_spares(void **state)
 	char root[] = "/tmp/tg-spool-XXXXXX", names[256];
 	struct spool_job a, late, b;
 	struct collect c = {.stop_at = -1};
-	int i, no_lock = -1;
+	int i, no_lock = -1, relay_lock = -1;
 
 	(void)state;
 	assert_non_null(mkdtemp(root));
@@ -789,24 +789,34 @@ static void test_spool_spares(void **state)
 	assert_int_equal(spool_remove_job_if_idle(&a, &no_lock), -EBUSY);
 	assert_int_equal(spool_events_each(&a, collect_cb, &c), 0);
 	assert_int_equal(spool_event_done(&a, c.names[0]), 0);
-	assert_int_equal(spool_remove_job_if_idle(&a, &no_lock), 0);
+	/* the relay's lock is let go before the dir can be taken */
+	assert_int_equal(spool_lock(&a, SPOOL_LOCK_RELAY, false, &relay_lock),
+			 0);
+	assert_int_equal(spool_remove_job_if_idle(&a, &relay_lock), 0);
+	assert_int_equal(relay_lock, -1);
 	assert_false(exists_in(root, "alpha-7"));
 	list_dir(root, ".spare-0", names, sizeof(names));
-	assert_string_equal(names, ".seq.lock events");
-	/* the event's, meta's and end's inodes, kept for the next files */
+	assert_string_equal(names, ".relay.lock .seq.lock events");
+	/* the event's inode became the relay's lock file; meta's and
+	 * end's are kept for the next files */
 	list_dir(root, ".spare-0/events", names, sizeof(names));
-	assert_string_equal(names, ".free-0 .free-1 .free-2");
+	assert_string_equal(names, ".free-0 .free-1");
 
-	/* the next job takes it; a meta that got there is not its own */
-	assert_int_equal(spool_write_file(&a, "meta", "job_id=7\n"), 0);
+	/* a late step of job 7 writes no meta into it (it may be the next
+	 * job's by then); the next job takes it */
+	assert_int_equal(
+	    spool_write_file_locked(&a, "meta", "job_id=7\n", true), -ESTALE);
 	assert_int_equal(spool_job_open(root, "alpha", 8, &b), 0);
 	assert_false(exists_in(root, ".spare-0"));
 	assert_false(spool_has_file(&b, "meta"));
+	assert_int_equal(spool_lock(&b, SPOOL_LOCK_RELAY, false, &relay_lock),
+			 0);
+	spool_unlock(relay_lock);
 	{
 		struct stat free_st, ev_st;
 
 		assert_int_equal(
-		    fstatat(b.dir_fd, "events/.free-1", &free_st, 0), 0);
+		    fstatat(b.dir_fd, "events/.free-0", &free_st, 0), 0);
 		assert_int_equal(spool_event_append(&b, "{\"n\":2}"), 0);
 		/* the event took a free file, whose old contents are gone */
 		assert_int_equal(
@@ -817,11 +827,15 @@ static void test_spool_spares(void **state)
 				 7);
 		assert_string_equal(names, "{\"n\":2}");
 		list_dir(root, "alpha-8/events", names, sizeof(names));
-		assert_string_equal(names, ".free-2 0000000002.json");
+		assert_string_equal(names, ".free-1 0000000002.json");
 	}
-	/* a file replaced: its old inode is kept too */
-	assert_int_equal(spool_write_file(&b, "meta", "job_id=8\n"), 0);
+	/* a file replaced: its old inode is kept too; "if missing" keeps
+	 * what is there */
+	assert_int_equal(
+	    spool_write_file_locked(&b, "meta", "job_id=8\n", true), 0);
 	assert_int_equal(spool_write_file(&b, "meta", "job_id=8 again\n"), 0);
+	assert_int_equal(
+	    spool_write_file_locked(&b, "meta", "job_id=other\n", true), 0);
 	assert_int_equal(spool_read_file(&b, "meta", names, sizeof(names)), 15);
 	list_dir(root, "alpha-8/events", names, sizeof(names));
 	assert_string_equal(names, ".free-0 0000000002.json");
