@@ -2365,7 +2365,7 @@ void http_server_free(struct http_server *srv)
 	loop_defer_cancel(srv->loop, &srv->kick);
 	loop_defer_cancel(srv->loop, &srv->release);
 	while (srv->held_head)
-		held_unlink(srv->held_head); /* resumed below */
+		held_unlink(srv->held_head); /* not suspended: MHD ends them */
 	while (srv->lingers)
 		linger_end(srv->lingers);
 	/* MHD must not be stopped with suspended connections */
