@@ -293,6 +293,8 @@ int deliver_events(struct deliverer *d, const char *const *jsons, size_t n,
 		      err, errlen);
 	free(body);
 	rv = classify(status, "events", d->reply, err, errlen);
+	if (rv == -EBADMSG && status == 413 && n > 1)
+		return -E2BIG; /* a gateway with a smaller max_body */
 	if (rv)
 		return rv;
 	reply = json_loads(d->reply, 0, NULL);

@@ -55,6 +55,7 @@ struct deliverer *deliverer_shared(const struct deliverer *d);
  * result of the request as above; when it is 0 the gateway answered each
  * event, in order, and results[i] says what became of event i: 0 stored,
  * -EBADMSG refused for good, else retry it and the ones after it.
+ * -E2BIG: the gateway takes smaller bodies (413): send fewer at a time.
  */
 int deliver_events(struct deliverer *d, const char *const *jsons, size_t n,
 		   int *results, long timeout_ms, char *err, size_t errlen);

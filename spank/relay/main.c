@@ -279,7 +279,7 @@ struct event_batch {
 	char *jsons[DELIVER_EVENTS_MAX];
 	int dir[DELIVER_EVENTS_MAX]; /* which of the dirs sent together */
 	int cur_dir;		     /* the dir batch_add reads now */
-	size_t n, bytes;
+	size_t n, bytes, max;	     /* max: events per POST, for now */
 };
 
 static int batch_add(struct spool_job *sj, const char *name, const char *json,
@@ -289,8 +289,7 @@ static int batch_add(struct spool_job *sj, const char *name, const char *json,
 	size_t len = strlen(json);
 
 	(void)sj;
-	if (b->n == DELIVER_EVENTS_MAX ||
-	    (b->n && b->bytes + len > DELIVER_EVENTS_BYTES))
+	if (b->n == b->max || (b->n && b->bytes + len > DELIVER_EVENTS_BYTES))
 		return 1; /* the next POST takes it */
 	b->bytes += len + 1;
 	b->names[b->n] = strdup(name);
@@ -331,10 +330,11 @@ static int send_events_of(struct relay *const *dirs, bool *blocked, int n,
 			  struct deliverer *d)
 {
 	int results[DELIVER_EVENTS_MAX], rv;
+	size_t max = DELIVER_EVENTS_MAX;
 	char err[320];
 
 	for (;;) {
-		struct event_batch b = {.n = 0, .bytes = 0};
+		struct event_batch b = {.n = 0, .bytes = 0, .max = max};
 		bool read_failed = false;
 		size_t k;
 
@@ -353,6 +353,14 @@ static int send_events_of(struct relay *const *dirs, bool *blocked, int n,
 			return read_failed ? -EAGAIN : 0;
 		rv = deliver_events(d, (const char *const *)b.jsons, b.n,
 				    results, SEND_TIMEOUT_MS, err, sizeof(err));
+		if (rv == -E2BIG) { /* nothing stored: again, half as many */
+			log_info("gateway refused %zu events at once (%s): "
+				 "sending %zu",
+				 b.n, err, b.n / 2);
+			max = b.n / 2;
+			batch_free(&b);
+			continue;
+		}
 		for (k = 0; k < b.n; k++) {
 			struct relay *r = dirs[b.dir[k]];
 			int res = res_of(rv, results, k), done;

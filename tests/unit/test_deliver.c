@@ -112,8 +112,9 @@ static void test_batch_refused_or_unreadable(void **state)
 		const char *answer;
 		int want;
 	} cases[] = {
-	    /* the whole request: its status stands for every event */
-	    {413, "{\"error\":{\"code\":\"payload_too_large\"}}", -EBADMSG},
+	    /* the whole request: its status stands for every event, but
+	     * for a body too big: fewer at a time will do */
+	    {413, "{\"error\":{\"code\":\"payload_too_large\"}}", -E2BIG},
 	    {401, "{\"error\":{\"code\":\"unauthenticated\"}}", -EBADMSG},
 	    {503, "{\"error\":{\"code\":\"job_not_ready\"}}", -EINPROGRESS},
 	    {503, "{\"error\":{\"code\":\"storage_unavailable\"}}", -EAGAIN},
@@ -138,6 +139,12 @@ static void test_batch_refused_or_unreadable(void **state)
 				 cases[i].want);
 		assert_true(err[0] != '\0'); /* says why */
 	}
+	/* one event too big is refused for good */
+	g.status = 413;
+	g.answer = "{\"error\":{\"code\":\"payload_too_large\"}}";
+	assert_int_equal(
+	    deliver_events(d, events, 1, results, 2000, err, sizeof(err)),
+	    -EBADMSG);
 	deliverer_free(d);
 	fake_http_stop(s);
 }
