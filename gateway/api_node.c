@@ -33,7 +33,8 @@ struct node_op {
 	size_t next;	 /* the event being stored */
 	json_t *results; /* a batch's answers; NULL: one event, answered
 			  * with its own status as before batches */
-	bool by_ticket;	 /* authenticated by op->job_id's ticket */
+	bool by_ticket;	 /* authenticated by the ticket of ticket_job */
+	uint64_t ticket_job;
 	char site[64];
 	uint64_t job_id;
 	char stream[96]; /* output: the stored stream's key */
@@ -142,6 +143,7 @@ static void node_auth(struct node_op *op)
 		explicit_bzero(tok, sizeof(tok));
 		if (rv == 0) {
 			op->by_ticket = true;
+			op->ticket_job = op->job_id;
 			op->authed(op);
 			return;
 		}
@@ -316,7 +318,7 @@ static const char *event_invalid(const struct node_op *op, const json_t *ev)
 		return "an event needs id, kind, site and job_id";
 	if (strcmp(site, op->site))
 		return "a batch holds the events of one site";
-	if (op->by_ticket && (uint64_t)job != op->job_id)
+	if (op->by_ticket && (uint64_t)job != op->ticket_job)
 		return "a ticket covers the events of its own job only";
 	return NULL;
 }
