@@ -369,11 +369,6 @@ static void event_next(struct node_op *op)
 			     store_strerror(rv));
 }
 
-static void event_authed(struct node_op *op)
-{
-	event_next(op);
-}
-
 void api_node_event(struct http_req *req, void *arg)
 {
 	struct gw *gw = arg;
@@ -425,7 +420,7 @@ void api_node_event(struct http_req *req, void *arg)
 			return;
 		}
 	}
-	op->authed = event_authed;
+	op->authed = event_next; /* from the first event on */
 	node_auth(op);
 }
 

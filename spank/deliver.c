@@ -48,14 +48,12 @@ struct deliverer *deliverer_new(const struct deliver_cfg *cfg)
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
-	d->curl = curl_easy_init();
 	d->gateway = strdup(cfg->gateway);
 	d->auth = cfg->auth;
 	d->munge_socket = dup_or_null(cfg->munge_socket);
 	d->ticket = dup_or_null(cfg->ticket);
 	d->request_id = dup_or_null(cfg->request_id);
-	d->reply = malloc(REPLY_MAX);
-	if (!d->curl || !d->gateway || !d->reply) {
+	if (!d->gateway) {
 		deliverer_free(d);
 		return NULL;
 	}
@@ -181,6 +179,16 @@ static long post(struct deliverer *d, const char *path, const char *ctype,
 	long status = 0;
 	CURLcode rc;
 
+	/* made at the first request: a node relay makes a deliverer for
+	 * every queued job dir, most of which wait out a failed gateway */
+	if (!d->curl)
+		d->curl = curl_easy_init();
+	if (!d->reply)
+		d->reply = malloc(REPLY_MAX);
+	if (!d->curl || !d->reply) {
+		snprintf(err, errlen, "out of memory");
+		return -EAGAIN;
+	}
 	if (snprintf(url, sizeof(url), "%s%s", d->gateway, path) >=
 	    (int)sizeof(url)) {
 		snprintf(err, errlen, "gateway URL too long");

@@ -61,7 +61,7 @@ static int mkdir_p(const char *path, mode_t mode)
 static bool at_its_path(const struct spool_job *sj);
 static int seq_lock(struct spool_job *sj);
 
-/* "<parent of job_dir>/.spare-<k>" */
+/* "<the spool job_dir is in>/.spare-<k>" */
 static int spare_path(const char *job_dir, int k, char *out, size_t len)
 {
 	const char *slash = strrchr(job_dir, '/');
@@ -625,64 +625,70 @@ static bool at_its_path(const struct spool_job *sj)
 	       at_path.st_dev == st.st_dev;
 }
 
+/* Remove the directory at path with all in it. */
+static void remove_dir(const char *path)
+{
+	struct spool_job sj = {.seq_fd = -1};
+
+	sj.dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sj.dir_fd < 0)
+		return;
+	snprintf(sj.dir, sizeof(sj.dir), "%s", path);
+	spool_remove_job(&sj);
+	close(sj.dir_fd);
+}
+
+/*
+ * A new spare made at tmp and renamed to spare: events/, the seq lock and
+ * free files for what a step writes (its events and meta).  0 or -errno.
+ */
+static int new_spare(const char *tmp, const char *spare)
+{
+	char name[32];
+	int fd, f, rv;
+
+	if (mkdir(tmp, 0700) < 0)
+		return -errno;
+	fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	rv = fd >= 0 && mkdirat(fd, "events", 0700) == 0 ? 0 : -errno;
+	for (f = -1; !rv && f < SPARE_FREE_FILES; f++) {
+		int ffd;
+
+		if (f < 0)
+			snprintf(name, sizeof(name), "%s", SPOOL_LOCK_SEQ);
+		else
+			free_name(f, name, sizeof(name));
+		ffd = openat(fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (ffd < 0)
+			rv = -errno;
+		else
+			close(ffd);
+	}
+	if (!rv &&
+	    renameat2(AT_FDCWD, tmp, AT_FDCWD, spare, RENAME_NOREPLACE) < 0)
+		rv = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rv)
+		remove_dir(tmp);
+	return rv;
+}
+
 int spool_make_spares(const char *spool, int max_new)
 {
 	char spare[4200], tmp[4096], job[4096];
-	int k, made = 0, fd;
+	int k, made = 0;
 
-	/* spare_path wants a job dir in the spool */
-	snprintf(job, sizeof(job), "%s/x", spool);
+	snprintf(job, sizeof(job), "%s/x", spool); /* a job dir's path */
 	snprintf(tmp, sizeof(tmp), "%s/.spare-new.%d", spool, (int)getpid());
-	{
-		/* one node relay per spool: a leftover of a crashed one */
-		struct spool_job old = {.seq_fd = -1};
-
-		old.dir_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		snprintf(old.dir, sizeof(old.dir), "%s", tmp);
-		if (old.dir_fd >= 0) {
-			spool_remove_job(&old);
-			close(old.dir_fd);
-		}
-	}
+	remove_dir(tmp); /* one node relay per spool: a crashed one's */
 	for (k = 0; k < SPOOL_SPARES && made < max_new; k++) {
 		if (spare_path(job, k, spare, sizeof(spare)) ||
 		    access(spare, F_OK) == 0)
 			continue;
-		if (mkdir(tmp, 0700) < 0)
+		if (new_spare(tmp, spare))
 			break;
-		fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0 && mkdirat(fd, "events", 0700) == 0) {
-			int lock = openat(fd, SPOOL_LOCK_SEQ,
-					  O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-
-			/* what a step writes: its events and meta */
-			for (int f = 0; f < SPARE_FREE_FILES; f++) {
-				char name[32];
-				int ffd;
-
-				free_name(f, name, sizeof(name));
-				ffd = openat(fd, name,
-					     O_WRONLY | O_CREAT | O_CLOEXEC,
-					     0600);
-				if (ffd >= 0)
-					close(ffd);
-			}
-
-			if (lock >= 0 &&
-			    renameat2(AT_FDCWD, tmp, AT_FDCWD, spare,
-				      RENAME_NOREPLACE) == 0)
-				made++;
-			if (lock >= 0)
-				close(lock);
-		}
-		if (fd >= 0) {
-			struct spool_job sj = {.dir_fd = fd, .seq_fd = -1};
-
-			snprintf(sj.dir, sizeof(sj.dir), "%s", tmp);
-			if (access(tmp, F_OK) == 0) /* not renamed: undo */
-				spool_remove_job(&sj);
-			close(fd);
-		}
+		made++;
 	}
 	return made;
 }

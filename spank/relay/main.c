@@ -62,6 +62,8 @@ struct stream {
 struct relay {
 	struct spool_job sj;
 	char site[32];
+	char gateway[512];
+	bool batch; /* a batch job's dir (meta batch=1) */
 	uint32_t job_id;
 	struct deliverer *d;
 	struct stream streams[2];
@@ -107,8 +109,8 @@ static const char *meta_get(const char *meta, const char *key, char *out,
 
 static int load_meta(struct relay *r)
 {
-	char meta[16384], gateway[512], auth[16], sock[4096], ticket[8200],
-	    rid[128], job[16];
+	char meta[16384], auth[16], sock[4096], ticket[8200], rid[128], job[16],
+	    batch[8];
 	struct deliver_cfg cfg = {0};
 	int rv;
 
@@ -117,7 +119,8 @@ static int load_meta(struct relay *r)
 		log_err("%s: no meta file: %s", r->sj.dir, strerror(-rv));
 		return rv;
 	}
-	meta_get(meta, "gateway", gateway, sizeof(gateway));
+	meta_get(meta, "gateway", r->gateway, sizeof(r->gateway));
+	r->batch = !strcmp(meta_get(meta, "batch", batch, sizeof(batch)), "1");
 	meta_get(meta, "auth", auth, sizeof(auth));
 	meta_get(meta, "munge_socket", sock, sizeof(sock));
 	meta_get(meta, "site", r->site, sizeof(r->site));
@@ -126,7 +129,7 @@ static int load_meta(struct relay *r)
 	meta_get(meta, "request_id", rid, sizeof(rid));
 	explicit_bzero(meta, sizeof(meta));
 	r->job_id = (uint32_t)strtoul(job, NULL, 10);
-	cfg.gateway = gateway;
+	cfg.gateway = r->gateway;
 	cfg.auth = !strcmp(auth, "munge")    ? REPORT_AUTH_MUNGE
 		   : !strcmp(auth, "ticket") ? REPORT_AUTH_TICKET
 					     : REPORT_AUTH_NONE;
@@ -135,7 +138,7 @@ static int load_meta(struct relay *r)
 	cfg.request_id = rid[0] ? rid : NULL;
 	r->d = deliverer_new(&cfg);
 	explicit_bzero(ticket, sizeof(ticket));
-	if (!gateway[0] || !r->site[0] || !r->job_id || !r->d) {
+	if (!r->gateway[0] || !r->site[0] || !r->job_id || !r->d) {
 		log_err("%s: incomplete meta file", r->sj.dir);
 		return -EINVAL;
 	}
@@ -604,16 +607,6 @@ static int drain_spool(const char *spool, long linger_s, long poll_ms)
 	return 0;
 }
 
-static bool meta_is_batch(struct spool_job *sj)
-{
-	char meta[16384], v[8];
-	bool batch = spool_read_file(sj, "meta", meta, sizeof(meta)) > 0 &&
-		     !strcmp(meta_get(meta, "batch", v, sizeof(v)), "1");
-
-	explicit_bzero(meta, sizeof(meta)); /* it holds the ticket */
-	return batch;
-}
-
 /*
  * Gateways that failed during this pass of the node relay: the other job
  * dirs bound for one wait for the next pass instead of each paying a
@@ -632,21 +625,10 @@ static bool gateway_failed(const char *gw)
 	return false;
 }
 
-static void meta_gateway(struct spool_job *sj, char *gw, size_t len)
-{
-	char meta[16384];
-
-	gw[0] = '\0';
-	if (spool_read_file(sj, "meta", meta, sizeof(meta)) > 0)
-		meta_get(meta, "gateway", gw, len);
-	explicit_bzero(meta, sizeof(meta)); /* it holds the ticket */
-}
-
 /* A job dir the node relay works on in this pass: open and locked. */
 struct node_dir {
 	struct relay r;
 	int lock_fd;
-	char gw[512];
 };
 
 /*
@@ -656,7 +638,6 @@ struct node_dir {
  */
 static int node_dir_take(const char *dir, struct node_dir *nd)
 {
-	bool failed;
 	int rv;
 
 	memset(&nd->r, 0, sizeof(nd->r));
@@ -677,10 +658,8 @@ static int node_dir_take(const char *dir, struct node_dir *nd)
 		spool_job_close(&nd->r.sj);
 		return -1;
 	}
-	meta_gateway(&nd->r.sj, nd->gw, sizeof(nd->gw));
-	failed = nd->gw[0] && gateway_failed(nd->gw);
 	/* a meta that cannot be used (logged) is no reason to back off */
-	rv = failed ? 1 : load_meta(&nd->r) ? -1 : 0;
+	rv = load_meta(&nd->r) ? -1 : gateway_failed(nd->r.gateway) ? 1 : 0;
 	if (rv) {
 		deliverer_free(nd->r.d);
 		spool_unlock(nd->lock_fd);
@@ -692,15 +671,14 @@ static int node_dir_take(const char *dir, struct node_dir *nd)
 /* Done with dir for this pass; rv what its delivery came to. */
 static void node_dir_release(struct node_dir *nd, int rv)
 {
-	if (rv == -EAGAIN && nd->gw[0] && !gateway_failed(nd->gw) &&
+	if (rv == -EAGAIN && !gateway_failed(nd->r.gateway) &&
 	    n_failed_gw < FAILED_MAX)
 		snprintf(failed_gw[n_failed_gw++], sizeof(failed_gw[0]), "%s",
-			 nd->gw);
+			 nd->r.gateway);
 	deliverer_free(nd->r.d);
 	/* a job without a batch step: nothing else will remove its dir; a
 	 * batch job's dir goes only after its end */
-	if (!rv &&
-	    (!meta_is_batch(&nd->r.sj) || spool_has_file(&nd->r.sj, "end")))
+	if (!rv && (!nd->r.batch || spool_has_file(&nd->r.sj, "end")))
 		spool_remove_job_if_idle(&nd->r.sj, &nd->lock_fd);
 	spool_unlock(nd->lock_fd);
 	spool_job_close(&nd->r.sj);
