@@ -841,7 +841,8 @@ static void test_spool_spares(void **state)
 	assert_string_equal(names, ".free-0 0000000002.json");
 	/* a free file with longer contents is cut to the new ones (it is
 	 * overwritten, not truncated at open: see write_new_file) */
-	assert_int_equal(spool_write_file(&b, "note", "a long first text\n"), 0);
+	assert_int_equal(spool_write_file(&b, "note", "a long first text\n"),
+			 0);
 	assert_int_equal(spool_write_file(&b, "note", "2nd\n"), 0);
 	assert_int_equal(spool_write_file(&b, "note", "3\n"), 0);
 	assert_int_equal(spool_read_file(&b, "note", names, sizeof(names)), 2);
