@@ -138,26 +138,53 @@ static size_t jwt_len_at(const char *s)
 	return dots == 2 ? n : 0;
 }
 
-/* Key names whose values are secrets in "key=value" / "key: value". */
+static char ascii_lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+/* s starts with word (lower case), ignoring ASCII case. */
+static bool starts_ci(const char *s, const char *word)
+{
+	for (; *word; s++, word++)
+		if (ascii_lower(*s) != *word)
+			return false;
+	return true;
+}
+
+/* Key names whose values are secrets in "key=value" / "key: value": any
+ * key with one of these words in its first 63 characters, in any case. */
 static bool key_is_secret(const char *key, size_t len)
 {
 	static const char *const secret_words[] = {
 	    "token",	     "secret", "password", "passwd",  "credential",
 	    "authorization", "cookie", "jwt",	   "private",
 	};
-	char low[64];
-	size_t i;
+	size_t i, w, n;
 
-	if (len >= sizeof(low))
-		len = sizeof(low) - 1;
-	for (i = 0; i < len; i++)
-		low[i] =
-		    (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] - 'A' + 'a'
-							    : key[i]);
-	low[len] = '\0';
-	for (i = 0; i < sizeof(secret_words) / sizeof(*secret_words); i++)
-		if (strstr(low, secret_words[i]))
-			return true;
+	if (len > 63)
+		len = 63;
+	/* one pass over the key, comparing only where a word can start:
+	 * this runs at every '=' and ':' of every log line */
+	for (i = 0; i + 3 <= len; i++) {
+		switch (ascii_lower(key[i])) {
+		case 't':
+		case 's':
+		case 'p':
+		case 'c':
+		case 'a':
+		case 'j':
+			break;
+		default:
+			continue;
+		}
+		for (w = 0; w < sizeof(secret_words) / sizeof(*secret_words);
+		     w++) {
+			n = strlen(secret_words[w]);
+			if (n <= len - i && starts_ci(key + i, secret_words[w]))
+				return true;
+		}
+	}
 	return false;
 }
 
@@ -176,6 +203,19 @@ size_t log_redact(const char *in, char *out, size_t outlen)
 	if (!outlen)
 		return 0;
 	while (in[i] && o + 1 < outlen) {
+		/* only these characters can start what is redacted */
+		switch (in[i]) {
+		case 'e':
+		case 'b':
+		case 'B':
+		case 'M':
+		case '=':
+		case ':':
+			break;
+		default:
+			out[o++] = in[i++];
+			continue;
+		}
 		/* a bare JWT anywhere */
 		if ((n = jwt_len_at(in + i))) {
 			o = put(out, o, outlen, red, sizeof(red) - 1);
@@ -183,7 +223,7 @@ size_t log_redact(const char *in, char *out, size_t outlen)
 			continue;
 		}
 		/* "Bearer X", "MUNGE:X" credentials */
-		if (!strncasecmp(in + i, "bearer ", 7)) {
+		if (starts_ci(in + i, "bearer ")) {
 			o = put(out, o, outlen, in + i, 7);
 			i += 7;
 			if (in[i] && in[i] != ' ') {
@@ -219,8 +259,8 @@ size_t log_redact(const char *in, char *out, size_t outlen)
 					o = put(out, o, outlen, in + vstart++,
 						1);
 				/* "Authorization: Bearer X": keep the scheme */
-				if (!strncasecmp(in + vstart, "bearer ", 7) ||
-				    !strncasecmp(in + vstart, "basic ", 6)) {
+				if (starts_ci(in + vstart, "bearer ") ||
+				    starts_ci(in + vstart, "basic ")) {
 					n = in[vstart + 1] == 'e' ||
 						    in[vstart + 1] == 'E'
 						? 7

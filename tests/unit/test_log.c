@@ -144,6 +144,218 @@ static void test_redact_leaves_plain_text(void **state)
 	assert_string_equal(out, "0123");
 }
 
+/*
+ * The redaction as first written, plainly (a strncasecmp and a strstr per
+ * character): log_redact, which skips what cannot start a secret, must
+ * give the same bytes for any input.
+ */
+static bool ref_is_b64url(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '=';
+}
+
+static bool ref_is_word(char c)
+{
+	return ref_is_b64url(c) || c == '.';
+}
+
+/* Length of a JWT (three base64url segments starting "eyJ") at s, or 0. */
+static size_t ref_jwt_len_at(const char *s)
+{
+	size_t n = 0;
+	int dots = 0;
+
+	if (strncmp(s, "eyJ", 3) != 0)
+		return 0;
+	while (ref_is_b64url(s[n]) || (s[n] == '.' && dots < 2)) {
+		if (s[n] == '.')
+			dots++;
+		n++;
+	}
+	return dots == 2 ? n : 0;
+}
+
+/* Key names whose values are secrets in "key=value" / "key: value". */
+static bool ref_key_is_secret(const char *key, size_t len)
+{
+	static const char *const secret_words[] = {
+	    "token",	     "secret", "password", "passwd",  "credential",
+	    "authorization", "cookie", "jwt",	   "private",
+	};
+	char low[64];
+	size_t i;
+
+	if (len >= sizeof(low))
+		len = sizeof(low) - 1;
+	for (i = 0; i < len; i++)
+		low[i] =
+		    (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] - 'A' + 'a'
+							    : key[i]);
+	low[len] = '\0';
+	for (i = 0; i < sizeof(secret_words) / sizeof(*secret_words); i++)
+		if (strstr(low, secret_words[i]))
+			return true;
+	return false;
+}
+
+static size_t ref_put(char *out, size_t o, size_t outlen, const char *s,
+		      size_t n)
+{
+	while (n-- && o + 1 < outlen)
+		out[o++] = *s++;
+	return o;
+}
+
+static size_t ref_log_redact(const char *in, char *out, size_t outlen)
+{
+	static const char red[] = "[REDACTED]";
+	size_t i = 0, o = 0, n;
+
+	if (!outlen)
+		return 0;
+	while (in[i] && o + 1 < outlen) {
+		/* a bare JWT anywhere */
+		if ((n = ref_jwt_len_at(in + i))) {
+			o = ref_put(out, o, outlen, red, sizeof(red) - 1);
+			i += n;
+			continue;
+		}
+		/* "Bearer X", "MUNGE:X" credentials */
+		if (!strncasecmp(in + i, "bearer ", 7)) {
+			o = ref_put(out, o, outlen, in + i, 7);
+			i += 7;
+			if (in[i] && in[i] != ' ') {
+				o = ref_put(out, o, outlen, red,
+					    sizeof(red) - 1);
+				while (in[i] && in[i] != ' ' && in[i] != '"' &&
+				       in[i] != ',')
+					i++;
+			}
+			continue;
+		}
+		if (!strncmp(in + i, "MUNGE:", 6)) {
+			o = ref_put(out, o, outlen, red, sizeof(red) - 1);
+			while (in[i] && (ref_is_word(in[i]) || in[i] == ':' ||
+					 in[i] == '+' || in[i] == '/'))
+				i++;
+			continue;
+		}
+		/* key=value or "key": "value" with a secret-sounding key */
+		if ((in[i] == '=' || in[i] == ':') && i > 0) {
+			size_t k = i, vstart = i + 1;
+			bool quoted_key = false;
+
+			if (k > 0 && in[k - 1] == '"') {
+				quoted_key = true;
+				k--;
+			}
+			while (k > 0 &&
+			       (ref_is_b64url(in[k - 1]) || in[k - 1] == '-'))
+				k--;
+			if (ref_key_is_secret(in + k, i - k - quoted_key)) {
+				o = ref_put(out, o, outlen, in + i, 1);
+				while (in[vstart] == ' ')
+					o = ref_put(out, o, outlen,
+						    in + vstart++, 1);
+				/* "Authorization: Bearer X": keep the scheme */
+				if (!strncasecmp(in + vstart, "bearer ", 7) ||
+				    !strncasecmp(in + vstart, "basic ", 6)) {
+					n = in[vstart + 1] == 'e' ||
+						    in[vstart + 1] == 'E'
+						? 7
+						: 6;
+					o = ref_put(out, o, outlen, in + vstart,
+						    n);
+					vstart += n;
+				}
+				if (in[vstart] == '"') {
+					o = ref_put(out, o, outlen, "\"", 1);
+					vstart++;
+					while (in[vstart] && in[vstart] != '"')
+						vstart++;
+				} else {
+					while (in[vstart] &&
+					       in[vstart] != ' ' &&
+					       in[vstart] != ',' &&
+					       in[vstart] != '&' &&
+					       in[vstart] != '}')
+						vstart++;
+				}
+				if (vstart > i + 1)
+					o = ref_put(out, o, outlen, red,
+						    sizeof(red) - 1);
+				i = vstart;
+				continue;
+			}
+		}
+		out[o++] = in[i++];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static void test_redact_same_as_reference(void **state)
+{
+	static const char *const bits[] = {
+	    "eyJ",	"abc",	   "eyJhbGc",
+	    ".",	"Bearer ", "bearer",
+	    "BEARER x", "MUNGE:",  "munge:",
+	    "token",	"=",	   ":",
+	    "\"",	" ",	   ",",
+	    "&",	"}",	   "Authorization",
+	    "basic ",	"Basic",   "password",
+	    "jwt",	"Token",   "x",
+	    "-",	"_",	   "\xc3\xa9",
+	    "Passwd",	"secret",  "0",
+	    "privat",	"cookie=", "credential:",
+	    "key",
+	};
+	char in[512], got[300], want[300];
+	size_t nb = sizeof(bits) / sizeof(*bits), len, outlen;
+	unsigned seed = 12345;
+	int round, k, parts;
+
+	(void)state;
+	/* a secret word at the end of a long key: the first 63 characters
+	 * are what counts */
+	for (k = 50; k < 70; k++) {
+		snprintf(
+		    in, sizeof(in), "%.*stoken=v a%.*sJWT: w", k,
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxxxxxxxxxxxx",
+		    k,
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxxxxxxxxxxxx");
+		log_redact(in, got, sizeof(got));
+		ref_log_redact(in, want, sizeof(want));
+		assert_string_equal(got, want);
+	}
+	for (round = 0; round < 20000; round++) {
+		len = 0;
+		parts = (int)(rand_r(&seed) % 24);
+		for (k = 0; k < parts; k++) {
+			const char *b = bits[(size_t)rand_r(&seed) % nb];
+			size_t bl = strlen(b);
+
+			if (len + bl >= sizeof(in))
+				break;
+			memcpy(in + len, b, bl);
+			len += bl;
+		}
+		in[len] = '\0';
+		outlen = 1 + (size_t)rand_r(&seed) % sizeof(got);
+		memset(got, 'G', sizeof(got));
+		memset(want, 'G', sizeof(want));
+		assert_int_equal(log_redact(in, got, outlen),
+				 ref_log_redact(in, want, outlen));
+		if (memcmp(got, want, sizeof(got)) != 0)
+			fail_msg("redaction differs for \"%s\" (outlen %zu): "
+				 "\"%s\" / \"%s\"",
+				 in, outlen, got, want);
+	}
+}
+
 /* A client's bytes cannot forge a line: control characters are escaped. */
 static void test_control_characters_escaped(void **state)
 {
@@ -230,6 +442,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_debug_from_env, setup),
 	    cmocka_unit_test_setup(test_token_never_reaches_a_log_line, setup),
 	    cmocka_unit_test_setup(test_redact_leaves_plain_text, setup),
+	    cmocka_unit_test_setup(test_redact_same_as_reference, setup),
 	    cmocka_unit_test_setup(test_prefix, setup),
 	    cmocka_unit_test_setup(test_control_characters_escaped, setup),
 	    cmocka_unit_test_setup(test_buffered_thread, setup),
