@@ -260,14 +260,6 @@ enum auth_scheme auth_parse_header(const char *hdr, const char **cred,
 
 /* ------------------------------------------------------------ bearer */
 
-static void sha256(const void *data, size_t len, unsigned char out[32])
-{
-	unsigned int n = 32;
-
-	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
-		memset(out, 0, 32); /* never a cache hit: see cache_lookup */
-}
-
 static bool hash_zero(const unsigned char h[32])
 {
 	unsigned char acc = 0;
@@ -383,7 +375,7 @@ int auth_bearer(struct auth *a, const char *token, time_t now,
 		rv = -E2BIG;
 		goto out_refused;
 	}
-	sha256(token, len, h);
+	digest_sha256(token, len, h); /* zeros on failure: see cache_lookup */
 	e = cache_lookup(a, h, now);
 	if (e) {
 		snprintf(id->user, sizeof(id->user), "%s", e->user);

@@ -1333,9 +1333,6 @@ static int route_find(struct http_req *req, char *allow, size_t allow_len)
 		if (!route_match_path(re, segs, n))
 			continue;
 		path_seen = true;
-		allow_add(allow, allow_len, re->r.method);
-		get_seen |= strcmp(re->r.method, "GET") == 0;
-		head_seen |= strcmp(re->r.method, "HEAD") == 0;
 		if (method_matches(re->r.method, req->method)) {
 			/* most literal segments, then the exact method */
 			unsigned score =
@@ -1348,8 +1345,21 @@ static int route_find(struct http_req *req, char *allow, size_t allow_len)
 			}
 		}
 	}
-	if (get_seen && !head_seen)
-		allow_add(allow, allow_len, "HEAD");
+	if (!best && path_seen) {
+		/* 405: the methods the path has, for Allow (only then:
+		 * this is every request's path otherwise) */
+		for (i = 0; i < srv->n_routes; i++) {
+			const struct route_ent *re = srv->routes[i];
+
+			if (!route_match_path(re, segs, n))
+				continue;
+			allow_add(allow, allow_len, re->r.method);
+			get_seen |= strcmp(re->r.method, "GET") == 0;
+			head_seen |= strcmp(re->r.method, "HEAD") == 0;
+		}
+		if (get_seen && !head_seen)
+			allow_add(allow, allow_len, "HEAD");
+	}
 	if (!best) {
 		rv = path_seen ? -EPERM : -ENOENT;
 		goto out_free;

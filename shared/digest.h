@@ -9,6 +9,9 @@
 
 #include <stddef.h>
 
+/* SHA-256(data): 0, or -EIO with out zeroed (OpenSSL failed). */
+int digest_sha256(const void *data, size_t len, unsigned char out[32]);
+
 /* Lowercase hex of SHA-256(data), NUL-terminated. */
 void digest_sha256_hex(const void *data, size_t len, char out[65]);
 
