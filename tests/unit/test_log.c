@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <fcntl.h>
+#include <regex.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -423,6 +425,48 @@ static void test_buffered_thread(void **state)
 	free(buf);
 }
 
+/* "<date>.<ms>Z <prog>[<pid>] <level>: <text>": a forked child's lines
+ * carry its own pid, within the same second too. */
+static void test_default_sink_line(void **state)
+{
+	char path[] = "/tmp/test_log.XXXXXX", buf[4096], want[512];
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO), status;
+	regex_t re;
+	pid_t child;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	unlink(path);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	log_set_sink(NULL, NULL);
+	log_init("test_log");
+	log_info("parent %d", 1);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		log_warn("child %d", 2);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(child, &status, 0), child);
+	log_init("renamed");
+	log_err("parent %d", 3);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	stderr_text(fd, buf, sizeof(buf));
+	close(fd);
+	snprintf(want, sizeof(want),
+		 "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+		 "\\.[0-9]{3}Z test_log\\[%d\\] info: parent 1\n"
+		 "[0-9T:.-]{23}Z test_log\\[%d\\] warning: child 2\n"
+		 "[0-9T:.-]{23}Z renamed\\[%d\\] error: parent 3\n$",
+		 (int)getpid(), (int)child, (int)getpid());
+	assert_int_equal(regcomp(&re, want, REG_EXTENDED), 0);
+	if (regexec(&re, buf, 0, NULL, 0) != 0)
+		fail_msg("lines:\n%s\nwant: %s", buf, want);
+	regfree(&re);
+	log_init("tiergate");
+}
+
 static void test_prefix(void **state)
 {
 	(void)state;
@@ -446,6 +490,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_prefix, setup),
 	    cmocka_unit_test_setup(test_control_characters_escaped, setup),
 	    cmocka_unit_test_setup(test_buffered_thread, setup),
+	    cmocka_unit_test_setup(test_default_sink_line, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
