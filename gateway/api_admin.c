@@ -139,11 +139,14 @@ void api_metrics(struct http_req *req, void *arg)
 		"tiergate_loop_step_seconds{quantile=\"1\"} %.6f\n"
 		"# TYPE tiergate_loop_turns_total counter\n"
 		"tiergate_loop_turns_total %llu\n"
+		"# TYPE tiergate_loop_slow_steps_total counter\n"
+		"tiergate_loop_slow_steps_total %llu\n"
 		"# TYPE tiergate_tasks gauge\n"
 		"tiergate_tasks %zu\n",
 		ls.lag.p50_us / 1e6, ls.lag.p99_us / 1e6, ls.lag.max_us / 1e6,
 		ls.callback.p99_us / 1e6, ls.callback.max_us / 1e6,
-		(unsigned long long)ls.turns, task_count_live(gw->loop));
+		(unsigned long long)ls.turns, (unsigned long long)ls.slow_steps,
+		task_count_live(gw->loop));
 	bprintf(&b,
 		"# TYPE tiergate_jobs_submitted_total counter\n"
 		"tiergate_jobs_submitted_total %llu\n"

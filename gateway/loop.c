@@ -12,6 +12,7 @@
  */
 #include "loop.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -129,6 +130,8 @@ struct loop {
 	uint64_t window_ms, window_start_us;
 	struct hist lag[2], cb[2]; /* [0] current window, [1] previous */
 	uint64_t lag_max_ever, cb_max_ever;
+	uint64_t slow_step_us, n_slow_steps, slow_unlogged;
+	uint64_t slow_logged_ms; /* when the last slow step was logged */
 	uint64_t prev_turn_start_us;
 	bool prev_turn_busy;
 };
@@ -253,7 +256,49 @@ static void stats_rotate(struct loop *l, uint64_t now_us)
 	l->window_start_us = now_us;
 }
 
-static void record_callback(struct loop *l, uint64_t t0_us)
+/* "name" of an exported function, else "file+0xOFFSET" for addr2line. */
+static void callback_name(const void *fn, char *buf, size_t len)
+{
+	Dl_info di;
+	const char *file;
+
+	if (!dladdr(fn, &di) || !di.dli_fname) {
+		snprintf(buf, len, "%p", fn);
+		return;
+	}
+	if (di.dli_sname && di.dli_saddr == fn) {
+		snprintf(buf, len, "%s", di.dli_sname);
+		return;
+	}
+	file = strrchr(di.dli_fname, '/');
+	snprintf(
+	    buf, len, "%s+0x%lx", file ? file + 1 : di.dli_fname,
+	    (unsigned long)((const char *)fn - (const char *)di.dli_fbase));
+}
+
+/* A step that held the loop up: say which, so the lag has a culprit. */
+static void slow_step(struct loop *l, uint64_t d_us, const char *kind,
+		      const void *fn)
+{
+	char name[160];
+
+	l->n_slow_steps++;
+	if (l->slow_logged_ms && l->now_ms < l->slow_logged_ms + 1000) {
+		l->slow_unlogged++;
+		return;
+	}
+	callback_name(fn, name, sizeof(name));
+	log_warn("loop: slow step: %s callback %s ran %.1f ms (slow_step "
+		 "%.1f ms; %" PRIu64 " more since the last line)",
+		 kind, name, d_us / 1000.0, l->slow_step_us / 1000.0,
+		 l->slow_unlogged);
+	l->slow_logged_ms = l->now_ms ? l->now_ms : 1;
+	l->slow_unlogged = 0;
+}
+
+/* kind and fn name the callback for slow_step. */
+static void record_callback(struct loop *l, uint64_t t0_us, const char *kind,
+			    const void *fn)
 {
 	uint64_t d = loop_clock_us() - t0_us;
 
@@ -261,6 +306,8 @@ static void record_callback(struct loop *l, uint64_t t0_us)
 	if (d > l->cb_max_ever)
 		l->cb_max_ever = d;
 	l->n_callbacks++;
+	if (l->slow_step_us && d >= l->slow_step_us)
+		slow_step(l, d, kind, fn);
 }
 
 /* --------------------------------------------------------------- create */
@@ -272,6 +319,7 @@ struct loop *loop_new(void)
 	if (!l)
 		return NULL;
 	l->budget = LOOP_DEFAULT_BUDGET;
+	l->slow_step_us = LOOP_DEFAULT_SLOW_STEP_US;
 	l->sigfd = -1;
 	l->evfd = -1;
 	sigemptyset(&l->sigmask);
@@ -548,7 +596,7 @@ static void run_io(struct loop *l)
 			continue;
 		t0 = loop_clock_us();
 		io->cb(io, io->fd, rev, io->arg);
-		record_callback(l, t0);
+		record_callback(l, t0, "io", (const void *)io->cb);
 		if ((rev & POLLNVAL) && !io->closed && io->events) {
 			log_err("io fd=%d is not open (closed before "
 				"loop_io_close?): watch disabled",
@@ -701,7 +749,7 @@ static void run_timers(struct loop *l)
 		l->n_timers--;
 		t0 = loop_clock_us();
 		t->cb(t, t->arg);
-		record_callback(l, t0);
+		record_callback(l, t0, "timer", (const void *)t->cb);
 	}
 }
 
@@ -759,7 +807,7 @@ static void run_deferred(struct loop *l)
 		loop_defer_cancel(l, d);
 		t0 = loop_clock_us();
 		d->cb(d, d->arg);
-		record_callback(l, t0);
+		record_callback(l, t0, "deferred", (const void *)d->cb);
 		l->n_deferred_run++;
 	}
 	if (at_start > l->budget)
@@ -1111,6 +1159,7 @@ void loop_stats(struct loop *l, struct loop_stats *st)
 	hist_summary(&l->lag[0], &l->lag[1], &st->lag);
 	hist_summary(&l->cb[0], &l->cb[1], &st->callback);
 	st->callback_max_ever_us = l->cb_max_ever;
+	st->slow_steps = l->n_slow_steps;
 	st->lag_max_ever_us = l->lag_max_ever;
 }
 
@@ -1120,6 +1169,11 @@ void loop_stats_reset(struct loop *l)
 	memset(l->cb, 0, sizeof(l->cb));
 	l->lag_max_ever = l->cb_max_ever = 0;
 	l->window_start_us = loop_clock_us();
+}
+
+void loop_set_slow_step(struct loop *l, uint64_t us)
+{
+	l->slow_step_us = us;
 }
 
 void loop_set_stats_window(struct loop *l, uint64_t window_ms)

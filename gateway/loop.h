@@ -296,6 +296,7 @@ struct loop_stats {
 	struct loop_lag_stats callback; /* one callback / task step */
 	uint64_t callback_max_ever_us;
 	uint64_t lag_max_ever_us;
+	uint64_t slow_steps; /* callbacks that ran slow_step or longer */
 };
 
 void loop_stats(struct loop *l, struct loop_stats *st);
@@ -303,6 +304,15 @@ void loop_stats(struct loop *l, struct loop_stats *st);
 void loop_stats_reset(struct loop *l);
 /* Histogram window, default LOOP_DEFAULT_STATS_WINDOW_MS. */
 void loop_set_stats_window(struct loop *l, uint64_t window_ms);
+/*
+ * A callback (task step) that runs `us` or longer is counted and logged as
+ * a warning that names it ("loop: slow step: timer callback
+ * tiergated+0x1c550 ran 62.3 ms": addr2line -f -e tiergated 0x1c550), at
+ * most one line a second.  Default LOOP_DEFAULT_SLOW_STEP_US; 0: never.
+ */
+#define LOOP_DEFAULT_SLOW_STEP_US (50 * 1000)
+void loop_set_slow_step(struct loop *l, uint64_t us);
+
 /* True when no io, timer, deferred work or hold is live. */
 bool loop_idle(const struct loop *l);
 

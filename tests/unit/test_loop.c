@@ -4,6 +4,7 @@
  * teardown) by asserting that no io watch, timer or deferred work is left.
  * Timing is asserted as order and as "never early", never as precision.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -675,16 +676,45 @@ static void lag_slow(struct loop_defer *d, void *arg)
 	usleep(20000);
 }
 
+static char slow_line[512];
+static int slow_lines;
+
+static void slow_sink(enum log_level lvl, const char *line, void *arg)
+{
+	(void)arg;
+	if (lvl == LOG_LVL_WARN && strstr(line, "slow step")) {
+		snprintf(slow_line, sizeof(slow_line), "%s", line);
+		slow_lines++;
+	}
+}
+
 static void test_lag_stats_after_slow_callback(void **state)
 {
 	struct loop *l = *state;
 	struct lag g = {.l = l};
 	struct loop_stats st;
-	char buf[256];
+	char buf[256], want[128];
+	Dl_info di;
 
+	/* the slow step is logged by name: here a static function, so as
+	 * file+offset (what addr2line takes) */
+	slow_lines = 0;
+	log_set_sink(slow_sink, NULL);
+	loop_set_slow_step(l, 10000);
 	loop_defer(l, &g.slow, lag_slow, &g);
 	run_until(l, &g.done);
+	log_set_sink(NULL, NULL);
+	assert_int_equal(slow_lines, 1);
+	assert_true(dladdr((const void *)lag_slow, &di) && di.dli_fname);
+	snprintf(want, sizeof(want), "deferred callback %s+0x%lx ran ",
+		 strrchr(di.dli_fname, '/') ? strrchr(di.dli_fname, '/') + 1
+					    : di.dli_fname,
+		 (unsigned long)((const char *)lag_slow -
+				 (const char *)di.dli_fbase));
+	if (!strstr(slow_line, want))
+		fail_msg("\"%s\" has no \"%s\"", slow_line, want);
 	loop_stats(l, &st);
+	assert_int_equal(st.slow_steps, 1);
 	assert_true(st.callback.max_us >= 20000);
 	assert_true(st.callback_max_ever_us >= 20000);
 	assert_true(st.callback.count >= 2);
