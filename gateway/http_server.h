@@ -139,7 +139,7 @@ struct http_server_config {
 #define HTTP_DEFAULT_MAX_BODY (1024 * 1024)
 #define HTTP_DEFAULT_MAX_HEADER (16 * 1024)
 #define HTTP_DEFAULT_MAX_STREAM_BUFFER (1024 * 1024)
-#define HTTP_DEFAULT_REQUESTS_PER_TURN 64
+#define HTTP_DEFAULT_REQUESTS_PER_TURN 32
 
 /*
  * Bind, listen and start serving on loop l.  The config is copied.

@@ -237,7 +237,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->connection_timeout_s, 30);
 	assert_int_equal(cfg->max_body, 1 << 20);
 	assert_int_equal(cfg->max_header, 8 << 10);
-	assert_int_equal(cfg->requests_per_turn, 64);
+	assert_int_equal(cfg->requests_per_turn, 32);
 	assert_int_equal(cfg->drain_timeout_s, 10);
 	assert_int_equal(cfg->stall_threshold_s, 30);
 	assert_int_equal(cfg->max_token_lifetime_s, 7 * 86400);
