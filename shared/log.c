@@ -429,14 +429,14 @@ static void default_sink(enum log_level lvl, const char *line, void *arg)
 	n = append(out, n, cap, ": ", 2);
 	n = append(out, n, cap, line, strlen(line)); /* cut: keep the newline */
 	out[n++] = '\n';
+	/* a line (out) always fits in an empty buffer */
+	_Static_assert(sizeof(out) <= LOG_BUF_SIZE, "a line fits the buffer");
 	if (tbuf && lvl >= LOG_LVL_INFO) {
 		if (tbuf_len + n > LOG_BUF_SIZE)
 			log_flush();
-		if (n <= LOG_BUF_SIZE) {
-			memcpy(tbuf + tbuf_len, out, n);
-			tbuf_len += n;
-			return;
-		}
+		memcpy(tbuf + tbuf_len, out, n);
+		tbuf_len += n;
+		return;
 	}
 	log_flush(); /* what came before goes first */
 	write_all(out, n);
