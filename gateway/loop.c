@@ -132,6 +132,8 @@ struct loop {
 	uint64_t lag_max_ever, cb_max_ever;
 	uint64_t slow_step_us, n_slow_steps, slow_unlogged;
 	uint64_t slow_logged_ms; /* when the last slow step was logged */
+	const char *label_kind;	 /* loop_step_label of the running callback */
+	uint64_t label_id;
 	uint64_t prev_turn_start_us;
 	bool prev_turn_busy;
 };
@@ -288,6 +290,12 @@ static void slow_step(struct loop *l, uint64_t d_us, const char *kind,
 		return;
 	}
 	callback_name(fn, name, sizeof(name));
+	if (l->label_kind) {
+		size_t o = strlen(name);
+
+		snprintf(name + o, sizeof(name) - o, " (%s#%" PRIu64 ")",
+			 l->label_kind, l->label_id);
+	}
 	log_warn("loop: slow step: %s callback %s ran %.1f ms (slow_step "
 		 "%.1f ms; %" PRIu64 " more since the last line)",
 		 kind, name, d_us / 1000.0, l->slow_step_us / 1000.0,
@@ -308,6 +316,7 @@ static void record_callback(struct loop *l, uint64_t t0_us, const char *kind,
 	l->n_callbacks++;
 	if (l->slow_step_us && d >= l->slow_step_us)
 		slow_step(l, d, kind, fn);
+	l->label_kind = NULL;
 }
 
 /* --------------------------------------------------------------- create */
@@ -584,6 +593,7 @@ static void run_io(struct loop *l)
 	for (i = 0; i < n; i++) {
 		struct loop_io *io = l->ios[i];
 		unsigned rev = (unsigned)l->pfds[i].revents;
+		loop_io_cb *cb;
 		uint64_t t0;
 
 		if (!rev)
@@ -595,8 +605,9 @@ static void run_io(struct loop *l)
 		if (!rev)
 			continue;
 		t0 = loop_clock_us();
-		io->cb(io, io->fd, rev, io->arg);
-		record_callback(l, t0, "io", (const void *)io->cb);
+		cb = io->cb; /* the callback may free what holds io */
+		cb(io, io->fd, rev, io->arg);
+		record_callback(l, t0, "io", (const void *)cb);
 		if ((rev & POLLNVAL) && !io->closed && io->events) {
 			log_err("io fd=%d is not open (closed before "
 				"loop_io_close?): watch disabled",
@@ -742,14 +753,16 @@ static void run_timers(struct loop *l)
 
 	while ((t = l->timer_root) && t->due_ms <= l->now_ms &&
 	       t->seq < limit) {
+		loop_timer_cb *cb;
 		uint64_t t0;
 
 		heap_remove(l, t);
 		t->armed = false;
 		l->n_timers--;
 		t0 = loop_clock_us();
-		t->cb(t, t->arg);
-		record_callback(l, t0, "timer", (const void *)t->cb);
+		cb = t->cb; /* the callback may free what holds t */
+		cb(t, t->arg);
+		record_callback(l, t0, "timer", (const void *)cb);
 	}
 }
 
@@ -802,12 +815,14 @@ static void run_deferred(struct loop *l)
 
 	while (n-- > 0 && l->dhead) {
 		struct loop_defer *d = l->dhead;
+		loop_defer_cb *cb;
 		uint64_t t0;
 
 		loop_defer_cancel(l, d);
 		t0 = loop_clock_us();
-		d->cb(d, d->arg);
-		record_callback(l, t0, "deferred", (const void *)d->cb);
+		cb = d->cb; /* the callback may free what holds d */
+		cb(d, d->arg);
+		record_callback(l, t0, "deferred", (const void *)cb);
 		l->n_deferred_run++;
 	}
 	if (at_start > l->budget)
@@ -1174,6 +1189,12 @@ void loop_stats_reset(struct loop *l)
 void loop_set_slow_step(struct loop *l, uint64_t us)
 {
 	l->slow_step_us = us;
+}
+
+void loop_step_label(struct loop *l, const char *kind, uint64_t id)
+{
+	l->label_kind = kind;
+	l->label_id = id;
 }
 
 void loop_set_stats_window(struct loop *l, uint64_t window_ms)

@@ -312,6 +312,13 @@ void loop_set_stats_window(struct loop *l, uint64_t window_ms);
  */
 #define LOOP_DEFAULT_SLOW_STEP_US (50 * 1000)
 void loop_set_slow_step(struct loop *l, uint64_t us);
+/*
+ * Name the work the running callback does, for that warning, when the
+ * callback is a dispatcher (tasks' steps all run from one deferred
+ * callback): "(task submit#12)".  kind must outlive the callback (a
+ * string constant); two stores, cleared after each callback.
+ */
+void loop_step_label(struct loop *l, const char *kind, uint64_t id);
 
 /* True when no io, timer, deferred work or hold is live. */
 bool loop_idle(const struct loop *l);

@@ -143,6 +143,7 @@ static void task_run_cb(struct loop_defer *d, void *arg)
 		return;
 	t->in_step = true;
 	t->n_steps++;
+	loop_step_label(t->loop, t->ops->kind, t->id); /* a slow step's name */
 	r = t->ops->step(t, wake);
 	t->in_step = false;
 	switch (r) {
