@@ -37,7 +37,9 @@ LINE=$(cat "$PS")
 [ -n "$LINE" ] || { echo "plugstack.conf is empty: build the plugin first" >&2; exit 1; }
 OUT=$(mktemp -d /tmp/tiergate-phases.XXXXXX)
 chmod 755 "$OUT" # slurmstepd execs the copies of true as the job's user
-trap 'printf "%s\n" "$LINE" >"$PS"' EXIT
+PERF=
+# on any exit: perf stopped, the site's plugstack.conf as it was
+trap '[ -z "$PERF" ] || kill -INT "$PERF" 2>/dev/null || true; printf "%s\n" "$LINE" >"$PS"' EXIT
 cc -shared -fPIC -O2 -o "$OUT/empty-spank.so" bench/empty-spank.c
 for v in none empty plugin; do cp "$(type -P true)" "$OUT/true-$v"; done
 QUIET=$(tr ' ' '\n' <<<"$LINE" | grep -v '^gateway=' | xargs)
@@ -46,6 +48,7 @@ perf record -q -e sched:sched_process_fork -e sched:sched_process_exec \
 	-e sched:sched_process_exit -a -o "$OUT/perf.data" 2>"$OUT/perf.log" &
 PERF=$!
 sleep 1
+kill -0 "$PERF" 2>/dev/null || { cat "$OUT/perf.log" >&2; echo "perf record failed" >&2; exit 1; }
 python3 - "$PS" "$NODE" "$RUNS" "$OUT" "required $OUT/empty-spank.so" "$QUIET" <<'PY'
 import random, subprocess, sys
 ps, node, runs, out, empty, plugin = sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:]
@@ -60,6 +63,7 @@ for _ in range(runs):
 PY
 kill -INT "$PERF"
 wait "$PERF" || true
+PERF=
 perf script -i "$OUT/perf.data" >"$OUT/sched.txt" 2>/dev/null
 python3 - "$OUT/sched.txt" <<'PY'
 import re, statistics, sys
