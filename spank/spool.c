@@ -13,8 +13,6 @@
 
 #include "log.h"
 
-#define EVENT_MAX_BYTES (64 * 1024)
-
 /*
  * Spare job dirs, "<spool>/.spare-<k>": an emptied job dir the relay kept
  * instead of removing it, taken by the next job with one rename.  On this
@@ -424,7 +422,7 @@ static int name_cmp(const void *a, const void *b)
 }
 
 /* Sorted names in events/; caller frees each and the array. */
-static int list_events(struct spool_job *sj, char ***out, size_t *n_out)
+int spool_events_list(struct spool_job *sj, char ***out, size_t *n_out)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -468,16 +466,32 @@ static int list_events(struct spool_job *sj, char ***out, size_t *n_out)
 	return 0;
 }
 
+void spool_names_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+int spool_event_read(struct spool_job *sj, const char *name, char *buf,
+		     size_t len)
+{
+	char path[128];
+
+	if (snprintf(path, sizeof(path), "events/%s", name) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	return spool_read_file(sj, path, buf, len);
+}
+
 bool spool_events_pending(struct spool_job *sj)
 {
 	char **names;
-	size_t n, i;
+	size_t n;
 
-	if (list_events(sj, &names, &n))
+	if (spool_events_list(sj, &names, &n))
 		return false;
-	for (i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	spool_names_free(names, n);
 	return n > 0;
 }
 
@@ -486,25 +500,23 @@ int spool_events_each(struct spool_job *sj,
 				const char *json, void *arg),
 		      void *arg)
 {
-	char **names, path[128], *buf;
+	char **names, *buf;
 	size_t n, i;
 	int rv;
 
-	rv = list_events(sj, &names, &n);
+	rv = spool_events_list(sj, &names, &n);
 	if (rv)
 		return rv;
-	buf = malloc(EVENT_MAX_BYTES);
+	buf = malloc(SPOOL_EVENT_MAX_BYTES);
 	if (!buf)
 		rv = -ENOMEM;
 	for (i = 0; i < n && !rv; i++) {
-		snprintf(path, sizeof(path), "events/%s", names[i]);
-		if (spool_read_file(sj, path, buf, EVENT_MAX_BYTES) < 0)
+		if (spool_event_read(sj, names[i], buf, SPOOL_EVENT_MAX_BYTES) <
+		    0)
 			continue; /* delivered by someone else meanwhile */
 		rv = fn(sj, names[i], buf, arg);
 	}
-	for (i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	spool_names_free(names, n);
 	free(buf);
 	return rv;
 }

@@ -60,6 +60,16 @@ int spool_event_append_n(struct spool_job *sj, const char *const *jsons,
 			 size_t n);
 /* True when undelivered events exist (so a new one must queue behind). */
 bool spool_events_pending(struct spool_job *sj);
+/* The largest event the spool reads back. */
+#define SPOOL_EVENT_MAX_BYTES (64 * 1024)
+/* The names of the undelivered events, oldest first (*names is NULL when
+ * there are none); 0 or -errno.  Free with spool_names_free. */
+int spool_events_list(struct spool_job *sj, char ***names, size_t *n);
+void spool_names_free(char **names, size_t n);
+/* Event `name` (as listed) into buf, NUL-terminated: its length, or
+ * -errno (-ENOENT: delivered meanwhile by someone else). */
+int spool_event_read(struct spool_job *sj, const char *name, char *buf,
+		     size_t len);
 /*
  * Call fn for each undelivered event in order until fn returns non-zero
  * (which is returned).  fn gets the file name and the contents.

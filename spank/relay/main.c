@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "drain.h"
 #include "jwt_verify.h"
 #include "log.h"
 #include "relay_spawn.h"
@@ -276,132 +277,28 @@ static int pump_stream(struct relay *r, struct stream *s, bool final)
 	return 0;
 }
 
-/* Up to DELIVER_EVENTS_MAX queued events, each job dir's oldest first. */
-struct event_batch {
-	char *names[DELIVER_EVENTS_MAX];
-	char *jsons[DELIVER_EVENTS_MAX];
-	int dir[DELIVER_EVENTS_MAX]; /* which of the dirs sent together */
-	int cur_dir;		     /* the dir batch_add reads now */
-	size_t n, bytes, max;	     /* max: events per POST, for now */
-};
-
-static int batch_add(struct spool_job *sj, const char *name, const char *json,
-		     void *arg)
-{
-	struct event_batch *b = arg;
-	size_t len = strlen(json);
-
-	(void)sj;
-	if (b->n == b->max || (b->n && b->bytes + len > DELIVER_EVENTS_BYTES))
-		return 1; /* the next POST takes it */
-	b->bytes += len + 1;
-	b->names[b->n] = strdup(name);
-	b->jsons[b->n] = strdup(json);
-	b->dir[b->n] = b->cur_dir;
-	if (!b->names[b->n] || !b->jsons[b->n]) {
-		free(b->names[b->n]);
-		free(b->jsons[b->n]);
-		return -ENOMEM; /* what is in the batch goes; the rest waits */
-	}
-	b->n++;
-	return 0;
-}
-
-static void batch_free(struct event_batch *b)
-{
-	for (size_t i = 0; i < b->n; i++) {
-		free(b->names[i]);
-		free(b->jsons[i]);
-	}
-	b->n = b->bytes = 0;
-}
-
-/* What became of event k of a batch the gateway answered with rv. */
-static int res_of(int rv, const int *results, size_t k)
-{
-	return rv ? rv : results[k];
-}
-
 /*
- * Deliver the queued events of n job dirs through d, in batches (one
- * credential, one request for what many steps left), each dir's in order.
- * A dir one of whose events must wait (the gateway does not know its job
- * yet) is marked blocked and the others go on.  0, or -EAGAIN when the
- * gateway failed (every dir keeps the rest for a later pass).
+ * Deliver the queued events of n job dirs through d (drain.h); blocked[i]
+ * set for a dir whose events must wait.  0, or -EAGAIN when the gateway
+ * failed (every dir keeps the rest for a later pass).
  */
 static int send_events_of(struct relay *const *dirs, bool *blocked, int n,
 			  struct deliverer *d)
 {
-	int results[DELIVER_EVENTS_MAX], rv;
-	size_t max = DELIVER_EVENTS_MAX;
-	char err[320];
+	struct drain_dir *dd = calloc((size_t)n, sizeof(*dd));
+	int rv, i;
 
-	for (;;) {
-		struct event_batch b = {.n = 0, .bytes = 0, .max = max};
-		bool read_failed = false;
-		size_t k;
-
-		for (b.cur_dir = 0; b.cur_dir < n; b.cur_dir++) {
-			int rv_read;
-
-			if (blocked[b.cur_dir])
-				continue;
-			rv_read = spool_events_each(&dirs[b.cur_dir]->sj,
-						    batch_add, &b);
-			read_failed |= rv_read < 0;
-			if (rv_read > 0)
-				break; /* full */
-		}
-		if (!b.n) /* none left, or none could be read (ENOMEM) */
-			return read_failed ? -EAGAIN : 0;
-		rv = deliver_events(d, (const char *const *)b.jsons, b.n,
-				    results, SEND_TIMEOUT_MS, err, sizeof(err));
-		if (rv == -E2BIG) { /* nothing stored: again, half as many */
-			log_info("gateway refused %zu events at once (%s): "
-				 "sending %zu",
-				 b.n, err, b.n / 2);
-			max = b.n / 2;
-			batch_free(&b);
-			continue;
-		}
-		for (k = 0; k < b.n; k++) {
-			struct relay *r = dirs[b.dir[k]];
-			int res = res_of(rv, results, k), done;
-
-			if (res == 0) {
-				done = spool_event_done(&r->sj, b.names[k]);
-			} else if (res == -EBADMSG) {
-				log_err("job %u: gateway refused event %s, "
-					"kept in dead/: %s",
-					r->job_id, b.names[k], err);
-				done = spool_event_dead(&r->sj, b.names[k]);
-			} else {
-				log_info("job %u: event %s not delivered yet: "
-					 "%s",
-					 r->job_id, b.names[k], err);
-				break; /* the gateway handled none after it */
-			}
-			if (done && done != -ENOENT) {
-				/* it would be sent again at once, forever (a
-				 * spool gone read-only, full): back off */
-				log_err("job %u: event %s stays queued: %s",
-					r->job_id, b.names[k], strerror(-done));
-				batch_free(&b);
-				return -EAGAIN;
-			}
-		}
-		if (k < b.n && res_of(rv, results, k) != -EINPROGRESS) {
-			batch_free(&b);
-			return -EAGAIN;
-		}
-		/* -EINPROGRESS: the gateway answers, only this job waits (its
-		 * submit has not told the gateway its id yet), for one event
-		 * or for the whole request (a ticket's: one job's events);
-		 * later events of the others go in the next batch */
-		for (size_t i = k; i < b.n && (rv || i == k); i++)
-			blocked[b.dir[i]] = true;
-		batch_free(&b);
-	}
+	if (!dd)
+		return -EAGAIN;
+	for (i = 0; i < n; i++)
+		dd[i] = (struct drain_dir){.sj = &dirs[i]->sj,
+					   .job_id = dirs[i]->job_id,
+					   .blocked = blocked[i]};
+	rv = drain_events(dd, n, d, SEND_TIMEOUT_MS);
+	for (i = 0; i < n; i++)
+		blocked[i] = dd[i].blocked;
+	free(dd);
+	return rv;
 }
 
 /* One job dir's events; 0 when none is left, else why they wait. */
