@@ -78,9 +78,13 @@ static int batch_fill(struct event_batch *b, struct drain_dir *dd,
 		q->listed = true;
 	}
 	for (i = q->next; i < q->n; i++) {
-		if (spool_event_read(dd->sj, q->names[i], buf,
-				     SPOOL_EVENT_MAX_BYTES) < 0)
+		rv = spool_event_read(dd->sj, q->names[i], buf,
+				      SPOOL_EVENT_MAX_BYTES);
+		if (rv == -ENOENT)
 			continue; /* delivered by someone else meanwhile */
+		if (rv < 0)
+			return rv; /* unreadable now (EMFILE, EIO): the dir's
+				      later events wait behind it, in order */
 		rv = batch_add(b, k, i, q->names[i], buf);
 		if (rv)
 			return rv;

@@ -13,7 +13,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -241,12 +244,45 @@ static void test_job_not_ready_waits_alone(void **state)
 	gw_free(&g);
 }
 
+/* An event that cannot be read now (here a directory where its file was)
+ * holds back its dir's later events: none overtakes it. */
+static void test_unreadable_event_keeps_order(void **state)
+{
+	struct gw_fake g = {0};
+	struct fake_http *s = fake_http_start(gw_handler, &g);
+	struct deliverer *d = new_deliverer(s);
+	struct two_dirs t;
+
+	(void)state;
+	two_dirs_open(&t, 5, 2);
+	assert_int_equal(
+	    renameat(t.a.dir_fd, "events/0000000003.json", t.a.dir_fd, "aside"),
+	    0);
+	assert_int_equal(mkdirat(t.a.dir_fd, "events/0000000003.json", 0700),
+			 0);
+	assert_int_equal(drain_events(t.dd, 2, d, 5000), -EAGAIN);
+	assert_stored_in_order(&g, 1, 2); /* e00000, e00001, not e00003 */
+	assert_stored_in_order(&g, 2, 2); /* the other dir goes on */
+	assert_int_equal(
+	    unlinkat(t.a.dir_fd, "events/0000000003.json", AT_REMOVEDIR), 0);
+	assert_int_equal(
+	    renameat(t.a.dir_fd, "aside", t.a.dir_fd, "events/0000000003.json"),
+	    0);
+	assert_int_equal(drain_events(t.dd, 2, d, 5000), 0);
+	assert_stored_in_order(&g, 1, 5);
+	two_dirs_close(&t);
+	deliverer_free(d);
+	fake_http_stop(s);
+	gw_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_backlog_in_order_few_listings),
 	    cmocka_unit_test(test_unhandled_sent_again_in_order),
 	    cmocka_unit_test(test_job_not_ready_waits_alone),
+	    cmocka_unit_test(test_unreadable_event_keeps_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
