@@ -393,7 +393,7 @@ static void default_sink(enum log_level lvl, const char *line, void *arg)
 	static __thread time_t when_sec = -1;
 	static __thread pid_t who_pid;
 	static __thread const char *who_prog;
-	static __thread char when[32], who[96];
+	static __thread char when[32], who[288]; /* a longer name is cut */
 	static __thread size_t when_len, who_len;
 	char out[LOG_LINE_MAX + 128];
 	struct timespec ts;
