@@ -50,7 +50,7 @@ static void gw_handler(const struct fake_http_req *req,
 {
 	struct gw_fake *g = arg;
 	json_t *body = json_loads(req->body ? req->body : "", 0, NULL);
-	json_t *results = json_array(), *ev;
+	json_t *results = json_array(), *ev, *answer;
 	size_t i;
 
 	g->posts++;
@@ -76,9 +76,11 @@ static void gw_handler(const struct fake_http_req *req,
 				      json_pack("{s:s, s:i, s:b}", "id", id,
 						"status", 201, "duplicate", 0));
 	}
+	answer = json_pack("{s:o}", "results", results);
 	resp->status = 200;
-	resp->body = json_dumps(json_pack("{s:o}", "results", results), 0);
+	resp->body = json_dumps(answer, 0);
 	resp->body_len = strlen(resp->body);
+	json_decref(answer);
 	json_decref(body);
 }
 
