@@ -277,37 +277,13 @@ static int pump_stream(struct relay *r, struct stream *s, bool final)
 	return 0;
 }
 
-/*
- * Deliver the queued events of n job dirs through d (drain.h); blocked[i]
- * set for a dir whose events must wait.  0, or -EAGAIN when the gateway
- * failed (every dir keeps the rest for a later pass).
- */
-static int send_events_of(struct relay *const *dirs, bool *blocked, int n,
-			  struct deliverer *d)
-{
-	struct drain_dir *dd = calloc((size_t)n, sizeof(*dd));
-	int rv, i;
-
-	if (!dd)
-		return -EAGAIN;
-	for (i = 0; i < n; i++)
-		dd[i] = (struct drain_dir){.sj = &dirs[i]->sj,
-					   .job_id = dirs[i]->job_id,
-					   .blocked = blocked[i]};
-	rv = drain_events(dd, n, d, SEND_TIMEOUT_MS);
-	for (i = 0; i < n; i++)
-		blocked[i] = dd[i].blocked;
-	free(dd);
-	return rv;
-}
-
 /* One job dir's events; 0 when none is left, else why they wait. */
 static int send_events(struct relay *r)
 {
-	bool blocked = false;
-	int rv = send_events_of(&r, &blocked, 1, r->d);
+	struct drain_dir dd = {.sj = &r->sj, .job_id = r->job_id};
+	int rv = drain_events(&dd, 1, r->d, SEND_TIMEOUT_MS);
 
-	return rv ? rv : blocked ? -EINPROGRESS : 0;
+	return rv ? rv : dd.blocked ? -EINPROGRESS : 0;
 }
 
 /* One pass; 0 when everything known so far is delivered. */
@@ -592,8 +568,7 @@ static void node_dir_release(struct node_dir *nd, int rv)
 static int node_pass(const char *spool)
 {
 	static struct node_dir group[PASS_SHARED_MAX], alone;
-	struct relay *dirs[PASS_SHARED_MAX];
-	bool blocked[PASS_SHARED_MAX] = {false};
+	struct drain_dir dd[PASS_SHARED_MAX]; /* group[i]'s */
 	struct deliverer *shared = NULL;
 	char path[4200];
 	struct dirent *de;
@@ -618,7 +593,9 @@ static int node_pass(const char *spool)
 		if (nd != &alone && deliverer_can_share(nd->r.d) &&
 		    (!n || (deliverer_same_route(group[0].r.d, nd->r.d) &&
 			    !strcmp(group[0].r.site, nd->r.site)))) {
-			dirs[n++] = &nd->r;
+			dd[n] = (struct drain_dir){.sj = &nd->r.sj,
+						   .job_id = nd->r.job_id};
+			n++;
 			continue;
 		}
 		if (nd != &alone) /* another route: this one goes alone */
@@ -633,10 +610,11 @@ static int node_pass(const char *spool)
 		return pending;
 	/* several jobs' events: no one job's request id on the request */
 	shared = n > 1 ? deliverer_shared(group[0].r.d) : NULL;
-	rv = send_events_of(dirs, blocked, n, shared ? shared : group[0].r.d);
+	rv = drain_events(dd, n, shared ? shared : group[0].r.d,
+			  SEND_TIMEOUT_MS);
 	deliverer_free(shared);
 	for (i = 0; i < n; i++) {
-		int dir_rv = rv ? rv : blocked[i] ? -EINPROGRESS : 0;
+		int dir_rv = rv ? rv : dd[i].blocked ? -EINPROGRESS : 0;
 
 		pending += dir_rv != 0;
 		node_dir_release(&group[i], dir_rv);
