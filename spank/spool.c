@@ -495,32 +495,6 @@ bool spool_events_pending(struct spool_job *sj)
 	return n > 0;
 }
 
-int spool_events_each(struct spool_job *sj,
-		      int (*fn)(struct spool_job *sj, const char *name,
-				const char *json, void *arg),
-		      void *arg)
-{
-	char **names, *buf;
-	size_t n, i;
-	int rv;
-
-	rv = spool_events_list(sj, &names, &n);
-	if (rv)
-		return rv;
-	buf = malloc(SPOOL_EVENT_MAX_BYTES);
-	if (!buf)
-		rv = -ENOMEM;
-	for (i = 0; i < n && !rv; i++) {
-		if (spool_event_read(sj, names[i], buf, SPOOL_EVENT_MAX_BYTES) <
-		    0)
-			continue; /* delivered by someone else meanwhile */
-		rv = fn(sj, names[i], buf, arg);
-	}
-	spool_names_free(names, n);
-	free(buf);
-	return rv;
-}
-
 int spool_event_done(struct spool_job *sj, const char *name)
 {
 	char path[128];

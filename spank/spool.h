@@ -70,14 +70,6 @@ void spool_names_free(char **names, size_t n);
  * -errno (-ENOENT: delivered meanwhile by someone else). */
 int spool_event_read(struct spool_job *sj, const char *name, char *buf,
 		     size_t len);
-/*
- * Call fn for each undelivered event in order until fn returns non-zero
- * (which is returned).  fn gets the file name and the contents.
- */
-int spool_events_each(struct spool_job *sj,
-		      int (*fn)(struct spool_job *sj, const char *name,
-				const char *json, void *arg),
-		      void *arg);
 int spool_event_done(struct spool_job *sj, const char *name);
 int spool_event_dead(struct spool_job *sj, const char *name);
 
