@@ -18,16 +18,8 @@ ROUNDS=${1:-3}
 RUNS=${2:-15}
 command -v perf >/dev/null || { echo "perf missing (apt-get install linux-perf)" >&2; exit 1; }
 
-SITE=${BENCH_SITE:-alpha}
-U=${SITE^^}
-eval "$(slurm-test-cluster/up --sites "$SITE")"
-conf=SITE_${U}_SLURM_CONF dir=SITE_${U}_DIR nodes=SITE_${U}_NODES
-export SLURM_CONF=${!conf}
-NODE=${!nodes%% *}
-PS=${!dir}/etc/plugstack.conf
-LINE=$(cat "$PS")
-[ -n "$LINE" ] || { echo "plugstack.conf is empty: build the plugin first" >&2; exit 1; }
-NEW=$(awk '{print $2}' <<<"$LINE")
+. bench/spank-site.sh
+NEW=$(awk '{print $2}' <<<"$PLUGIN_LINE")
 OUT=$(mktemp -d /tmp/tiergate-hooks.XXXXXX)
 HOOKS="init init_post_opt task_init_privileged task_init task_exit exit"
 GROUPS_ADDED=()
@@ -45,7 +37,7 @@ add_probes() { # add_probes SO GROUP
 cleanup() {
 	local g
 	for g in "${GROUPS_ADDED[@]}"; do perf probe -q -d "$g:*" 2>/dev/null || true; done
-	printf '%s\n' "$LINE" >"$PS"
+	printf '%s\n' "$PLUGIN_LINE" >"$PS"
 }
 trap cleanup EXIT
 perf probe -q -d 'tg_new:*' 2>/dev/null || true
@@ -64,9 +56,9 @@ sleep 1
 for _ in $(seq 1 "$ROUNDS"); do
 	for v in "${VARIANTS[@]}"; do
 		if [ "$v" = base ]; then
-			awk -v so="$BENCH_BASE_PLUGIN" '{$2 = so; print}' <<<"$LINE" >"$PS"
+			awk -v so="$BENCH_BASE_PLUGIN" '{$2 = so; print}' <<<"$PLUGIN_LINE" >"$PS"
 		else
-			printf '%s\n' "$LINE" >"$PS"
+			printf '%s\n' "$PLUGIN_LINE" >"$PS"
 		fi
 		for _ in $(seq 1 "$RUNS"); do srun -N1 -w "$NODE" true >/dev/null 2>&1; done
 	done

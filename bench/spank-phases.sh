@@ -26,23 +26,15 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-200}
 command -v perf >/dev/null || { echo "perf missing (apt-get install linux-perf)" >&2; exit 1; }
 
-SITE=${BENCH_SITE:-alpha}
-U=${SITE^^}
-eval "$(slurm-test-cluster/up --sites "$SITE")"
-conf=SITE_${U}_SLURM_CONF dir=SITE_${U}_DIR nodes=SITE_${U}_NODES
-export SLURM_CONF=${!conf}
-NODE=${!nodes%% *}
-PS=${!dir}/etc/plugstack.conf
-LINE=$(cat "$PS")
-[ -n "$LINE" ] || { echo "plugstack.conf is empty: build the plugin first" >&2; exit 1; }
+. bench/spank-site.sh
 OUT=$(mktemp -d /tmp/tiergate-phases.XXXXXX)
 chmod 755 "$OUT" # slurmstepd execs the copies of true as the job's user
 PERF=
 # on any exit: perf stopped, the site's plugstack.conf as it was
-trap '[ -z "$PERF" ] || kill -INT "$PERF" 2>/dev/null || true; printf "%s\n" "$LINE" >"$PS"' EXIT
+trap '[ -z "$PERF" ] || kill -INT "$PERF" 2>/dev/null || true; printf "%s\n" "$PLUGIN_LINE" >"$PS"' EXIT
 cc -shared -fPIC -O2 -o "$OUT/empty-spank.so" bench/empty-spank.c
 for v in none empty plugin; do cp "$(type -P true)" "$OUT/true-$v"; done
-QUIET=$(tr ' ' '\n' <<<"$LINE" | grep -v '^gateway=' | xargs)
+QUIET=$(tr ' ' '\n' <<<"$PLUGIN_LINE" | grep -v '^gateway=' | xargs)
 
 perf record -q -e sched:sched_process_fork -e sched:sched_process_exec \
 	-e sched:sched_process_exit -a -o "$OUT/perf.data" 2>"$OUT/perf.log" &

@@ -20,15 +20,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
 RUNS=${2:-20}
 
-SITE=${BENCH_SITE:-alpha}
-U=${SITE^^}
-eval "$(slurm-test-cluster/up --sites "$SITE")"
-conf=SITE_${U}_SLURM_CONF dir=SITE_${U}_DIR sock=SITE_${U}_MUNGE_SOCKET nodes=SITE_${U}_NODES
-export SLURM_CONF=${!conf}
-NODE=${!nodes%% *}
-PS=${!dir}/etc/plugstack.conf
-PLUGIN_LINE=$(cat "$PS")
-[ -n "$PLUGIN_LINE" ] || { echo "plugstack.conf is empty: build the plugin first" >&2; exit 1; }
+. bench/spank-site.sh
 PORT=$(grep -o 'gateway=[^ ]*' "$PS" | sed 's/.*://')
 OUT=$(mktemp -d /tmp/tiergate-bench.XXXXXX)
 trap 'kill $RECV 2>/dev/null || true; printf "%s\n" "$PLUGIN_LINE" >"$PS"' EXIT
@@ -36,18 +28,18 @@ trap 'kill $RECV 2>/dev/null || true; printf "%s\n" "$PLUGIN_LINE" >"$PS"' EXIT
 # not take the CPU the next srun needs (the relay on the node does, at nice
 # 10, and is measured)
 nice -n 19 python3 tests/integration/receiver.py --port "$PORT" --dir "$OUT/recv" \
-	--munge-socket "${!sock}" >"$OUT/recv.log" 2>&1 &
+	--munge-socket "$SITE_MUNGE_SOCKET" >"$OUT/recv.log" 2>&1 &
 RECV=$!
 sleep 0.5
 
 stop_relay() { # a relay still retrying for the last variant would load the box
 	local pid # the node's relay, by its pid file (srun steps start no other)
-	pid=$(cat "${!dir}/spool/tiergate/node-relay.pid" 2>/dev/null || true)
+	pid=$(cat "$SITE_DIR/spool/tiergate/node-relay.pid" 2>/dev/null || true)
 	[ -z "$pid" ] || kill "$pid" 2>/dev/null || true
 	sleep 0.5
 }
 wipe_spool() {
-	rm -rf "${!dir}/spool/tiergate/"* "${!dir}/spool/tiergate/".spare-* 2>/dev/null || true
+	rm -rf "$SITE_DIR/spool/tiergate/"* "$SITE_DIR/spool/tiergate/".spare-* 2>/dev/null || true
 }
 # Three phases, each pairing the baseline with one variant: every pair is
 # one srun of each, in a random order, back to back, so that drift (the
