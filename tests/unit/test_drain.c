@@ -165,6 +165,15 @@ static void two_dirs_close(struct two_dirs *t)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void finish(struct two_dirs *t, struct deliverer *d, struct fake_http *s,
+		   struct gw_fake *g)
+{
+	two_dirs_close(t);
+	deliverer_free(d);
+	fake_http_stop(s);
+	gw_free(g);
+}
+
 static void test_backlog_in_order_few_listings(void **state)
 {
 	struct gw_fake g = {0};
@@ -186,10 +195,7 @@ static void test_backlog_in_order_few_listings(void **state)
 	assert_int_equal(queued(&t.a), 0);
 	assert_int_equal(queued(&t.b), 0);
 	assert_false(t.dd[0].blocked || t.dd[1].blocked);
-	two_dirs_close(&t);
-	deliverer_free(d);
-	fake_http_stop(s);
-	gw_free(&g);
+	finish(&t, d, s, &g);
 }
 
 /* The gateway answers for the first 10 of each request (it stopped): the
@@ -211,10 +217,7 @@ static void test_unhandled_sent_again_in_order(void **state)
 	assert_stored_in_order(&g, 1, 50);
 	assert_stored_in_order(&g, 2, 40);
 	assert_int_equal(queued(&t.a) + queued(&t.b), 0);
-	two_dirs_close(&t);
-	deliverer_free(d);
-	fake_http_stop(s);
-	gw_free(&g);
+	finish(&t, d, s, &g);
 }
 
 /* Job 2 is not known to the gateway yet: job 1's events all go, job 2's
@@ -240,10 +243,7 @@ static void test_job_not_ready_waits_alone(void **state)
 	t.dd[1].blocked = false;
 	assert_int_equal(drain_events(t.dd, 2, d, 5000), 0);
 	assert_stored_in_order(&g, 2, 30);
-	two_dirs_close(&t);
-	deliverer_free(d);
-	fake_http_stop(s);
-	gw_free(&g);
+	finish(&t, d, s, &g);
 }
 
 /* An event that cannot be read now (here a directory where its file was)
@@ -272,10 +272,7 @@ static void test_unreadable_event_keeps_order(void **state)
 	    0);
 	assert_int_equal(drain_events(t.dd, 2, d, 5000), 0);
 	assert_stored_in_order(&g, 1, 5);
-	two_dirs_close(&t);
-	deliverer_free(d);
-	fake_http_stop(s);
-	gw_free(&g);
+	finish(&t, d, s, &g);
 }
 
 int main(void)
